@@ -1,0 +1,61 @@
+/* gx_test.h: the few things every CUnit test program shares.
+ *  - gx_test_main(): run the suites, print CUnit's summary, exit 0 only when every assertion passed.
+ *  - gx_test_require_root() / gx_test_skip(): a test that needs what this machine lacks says so and
+ *    exits 77 (meson's "skipped"); with GX_TEST_REQUIRE_ALL=1 (CI) a skip is a failure instead, so
+ *    nothing CI is expected to run can silently pass by skipping.
+ *  - gx_test_path(): paths to built programs and scripts for multi-process tests. */
+#ifndef GX_TEST_H
+#define GX_TEST_H
+
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static inline void gx_test_skip(const char *why)
+{
+	const char *all = getenv("GX_TEST_REQUIRE_ALL");
+
+	if (all && !strcmp(all, "1")) {
+		fprintf(stderr, "FAIL (GX_TEST_REQUIRE_ALL=1, cannot skip): %s\n", why);
+		exit(1);
+	}
+	fprintf(stderr, "SKIP: %s\n", why);
+	exit(77);
+}
+
+static inline void gx_test_require_root(const char *what)
+{
+	if (geteuid() != 0) {
+		char buf[256];
+		snprintf(buf, sizeof(buf), "%s needs root (network namespaces / raw sockets)", what);
+		gx_test_skip(buf);
+	}
+}
+
+/* $GX_TEST_BUILDDIR/rel or $GX_TEST_SRCDIR/rel (meson sets both). */
+static inline const char *gx_test_path(char *buf, size_t len, int build, const char *rel)
+{
+	const char *root = getenv(build ? "GX_TEST_BUILDDIR" : "GX_TEST_SRCDIR");
+	snprintf(buf, len, "%s/%s", root ? root : ".", rel);
+	return buf;
+}
+
+static inline int gx_test_main(CU_SuiteInfo *suites)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	if (CU_register_suites(suites) != CUE_SUCCESS) {
+		fprintf(stderr, "CU_register_suites: %s\n", CU_get_error_msg());
+		return 1;
+	}
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	unsigned ran = CU_get_number_of_tests_run();
+	CU_cleanup_registry();
+	return (failed || ran == 0) ? 1 : 0;
+}
+
+#endif
