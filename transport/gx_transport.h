@@ -81,7 +81,8 @@ struct gx_transport_opts {
 	uint32_t job_id;
 	uint32_t mtu;             /* link MTU in bytes (default 1500); payload = mtu - headers */
 	/* udp */
-	const char *udp_ip;       /* local IPv4 address to bind (default: first non-loopback, else 127.0.0.1) */
+	const char *udp_ip;       /* local IPv4 address to bind (default 127.0.0.1; "auto": first non-loopback
+				   * IPv4 of this host, else 127.0.0.1).  Multi-host jobs must set it. */
 	uint16_t udp_port;        /* 0: ephemeral */
 	/* dpdk */
 	const char *dpdk_eal;     /* EAL arguments, space separated, e.g. "--no-huge --no-shconf --vdev=net_memif0,role=server" */
@@ -101,8 +102,15 @@ struct gx_transport_opts {
  */
 struct gx_backend;
 
+/* rx gx_msg.peer when the backend cannot tell the sender: the net trusts gx_hdr.src_rank (after
+ * checking it names a connected peer).  GX_PEER_FOREIGN: the backend knows the source address
+ * and it belongs to no connected peer: the net counts the packet as dropped, unattributed. */
+#define GX_PEER_UNKNOWN UINT32_MAX
+#define GX_PEER_FOREIGN (UINT32_MAX - 1)
+
 struct gx_msg {                   /* one datagram */
-	uint32_t peer;            /* tx: destination rank; rx: sender rank if the backend knows it, else UINT32_MAX */
+	uint32_t peer;            /* tx: destination rank; rx: sender rank if the backend knows it (checked
+				   * against gx_hdr.src_rank), GX_PEER_UNKNOWN or GX_PEER_FOREIGN */
 	uint32_t len;             /* bytes at data (gx_hdr + payload) */
 	void *data;               /* tx: caller's bytes (copied by tx_burst); rx: backend-owned until rx_release */
 	void *priv;               /* backend's handle for rx_release */
@@ -147,11 +155,19 @@ const char *gx_backend_list(void);
  */
 struct gx_net;
 
+/* sent/received count DATA packets (first transmissions / deliveries).  malformed: failed a header
+ * check (magic, version, type, length, src_rank, impossible ack); dropped: well-formed but not for
+ * us (another job_id, unknown source address, peer not connected); out_of_window: DATA psn beyond
+ * the receive window.  The fault_* fields (appended) count what the fault hooks did on send. */
 struct gx_peer_counters {
 	uint64_t sent, received, retransmitted, duplicates, out_of_window, malformed, dropped;
 	uint64_t acks_sent, acks_received, rto_events;
 	uint32_t srtt_us, rto_us, inflight;
+	uint64_t fast_retransmits, heartbeats_sent, fault_dropped, fault_duplicated, fault_reordered;
 };
+/* gx_net_peer_counters(n, GX_PEER_ANY, &c): totals over every peer plus the packets that could not
+ * be attributed to a peer (truncated frames, foreign addresses, out-of-range src_rank). */
+#define GX_PEER_ANY UINT32_MAX
 
 /* Where a collective stamps its fields on a DATA packet. */
 struct gx_tx_desc {
@@ -164,7 +180,9 @@ struct gx_tx_desc {
 };
 
 /* Called exactly once per DATA packet received (never for duplicates).  `payload` is valid only
- * during the call.  Return GX_OK, or a negative status to stop gx_net_poll with that status. */
+ * during the call.  Return GX_OK, or a negative status to stop gx_net_poll with that status.
+ * GX_PKT_RAW packets that reach the net are handed to fn as they come (h->type tells; no
+ * ordering, no duplicate suppression). */
 typedef gx_status_t (*gx_deliver_fn)(void *arg, uint32_t peer, const struct gx_hdr *h,
 				     const void *payload, uint32_t len);
 
@@ -178,8 +196,10 @@ void gx_net_close(struct gx_net *n);   /* flushes what is unacknowledged for a s
 uint32_t gx_net_max_payload(const struct gx_net *n);
 
 /* Zero-copy send: reserve a payload buffer for `peer` (NULL and GX_ERR_AGAIN via *st when the
- * window or credits are exhausted: poll and retry), fill up to gx_net_max_payload bytes, commit.
- * The net keeps the bytes until acknowledged. */
+ * window or credits are exhausted: poll and retry; GX_ERR_PEER once the peer is declared dead),
+ * fill up to gx_net_max_payload bytes, commit.  The net keeps the bytes until acknowledged.
+ * Committed packets are queued and leave at the next gx_net_poll()/gx_net_flush() (or as soon as a
+ * burst's worth is queued), so a loop of sends is batched into one backend call. */
 void *gx_net_reserve(struct gx_net *n, uint32_t peer, gx_status_t *st);
 gx_status_t gx_net_commit(struct gx_net *n, uint32_t peer, const struct gx_tx_desc *d, uint32_t len);
 /* Copying convenience: reserve + memcpy + commit. */
@@ -191,6 +211,13 @@ gx_status_t gx_net_send(struct gx_net *n, uint32_t peer, const struct gx_tx_desc
  * Returns the number of packets delivered (>= 0), or a negative status: GX_ERR_PEER when a peer
  * made no progress for peer_timeout_ms (gx_last_error() names the rank), or fn's error. */
 int gx_net_poll(struct gx_net *n, gx_deliver_fn fn, void *arg);
+
+/* Hand queued packets to the backend now (gx_net_poll does this first thing anyway). */
+void gx_net_flush(struct gx_net *n);
+
+/* Fail fast: send ABORT to every connected peer; their gx_net_poll then returns GX_ERR_PEER
+ * ("peer rank R aborted") instead of waiting for the peer timeout. */
+void gx_net_abort(struct gx_net *n);
 
 /* Packets not yet acknowledged, over all peers (0 = everything sent has arrived). */
 uint32_t gx_net_inflight(const struct gx_net *n);

@@ -1,0 +1,1095 @@
+/* net.c: the reliability layer shared by every datagram backend (docs/transport.md).
+ *
+ * Per peer: a send ring of `window` slots (slot = psn & (window-1)) holding each DATA packet until
+ * it is acknowledged, and a receive bitmap of the same size over psn.  The receiver acknowledges
+ * cumulatively (ack_psn: every psn below it has arrived) plus a SACK bitmap for what arrived
+ * beyond it; ACKs are coalesced (16 packets, ACK_REQ, a hole, the end of the traffic, or 20 us)
+ * and piggybacked on DATA going the other way.  The sender retransmits SACK holes at once (fast
+ * retransmit) and everything else from a periodic scan of the ring against an RTO measured from
+ * the TSC (sRTT + 4 RTTvar, floor rto_min, doubled per timeout, reset on progress).  Receivers
+ * grant credits (an absolute psn limit) in ACK aux.  A peer whose data sees no progress for
+ * peer_timeout is reported by rank, with what was outstanding.
+ *
+ * Common path cost: no allocation, no clock_gettime, one backend burst per gx_net_poll turn. */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gx_rng.h"
+#include "gx_time.h"
+#include "gx_transport.h"
+
+#define NET_BURST 32
+#define TXQ_SIZE 1024                   /* queued packets (power of two) */
+#define TXQ_CTRL_RESERVE 64             /* kept free for ACKs/heartbeats */
+#define CTRL_SLOTS 128                  /* control packet buffers (power of two) */
+#define ACK_EVERY 16                    /* data packets per coalesced ACK */
+#define ACK_DELAY_US 20                 /* longest an ACK waits for a packet to ride on */
+#define FAST_RETX_DUPS 3                /* later SACKed packets that mark a hole as lost */
+#define RETX_PER_SCAN 64                /* per peer, so a timeout does not flood the backend */
+#define RTO_INIT_US 1000
+#define RTO_MAX_US 100000
+#define WINDOW_DEFAULT 256
+#define WINDOW_MIN 64                   /* also the credit granted before the first ACK */
+#define WINDOW_MAX 32768
+#define CLOSE_GRACE_MS 2000
+#define HOLD_SLOTS 16                   /* fault injection: packets held back for reordering */
+#define DELAY_SLOTS 2048                /* fault injection: received packets held for delay_us */
+
+enum txq_kind { TXQ_DATA, TXQ_RETX, TXQ_CTRL };
+
+struct txq_ent {
+	uint32_t peer;
+	uint32_t psn;                   /* DATA/RETX: slot psn */
+	uint8_t *data;                  /* CTRL: packet */
+	uint32_t len;
+	uint8_t kind;
+};
+
+struct tx_slot {
+	uint64_t sent_tsc;
+	uint32_t len;                   /* gx_hdr + payload */
+	uint16_t nsent;
+	uint8_t sacked;
+	uint8_t fast;                   /* already fast-retransmitted */
+};
+
+struct peer {
+	uint8_t connected, dead, aborted, ack_listed;
+	uint8_t ack_pending, ack_now, need_sack;
+	/* send side */
+	uint32_t next_psn, una, credit_limit;
+	struct tx_slot *slot;
+	uint8_t *buf;                   /* window * max_msg bytes */
+	uint64_t srtt, rttvar, rto_base; /* TSC ticks */
+	uint32_t backoff;
+	uint64_t last_progress_tsc, last_tx_tsc, last_rx_tsc, ack_since_tsc;
+	/* receive side */
+	uint32_t rcv_nxt, rx_hi, rx_since_ack;
+	uint64_t *rx_bits;              /* window bits, indexed by psn & (window-1) */
+	struct gx_peer_counters c;
+};
+
+struct held_pkt {                       /* fault injection */
+	uint64_t due_tsc;
+	uint32_t peer, len;
+	uint8_t *data;
+};
+
+struct gx_net {
+	struct gx_backend *be;
+	const struct gx_backend_ops *ops;
+	uint32_t rank, nranks, job_id;
+	uint32_t window, wmask, max_msg, max_sack_words;
+	uint32_t ctrl_bytes;
+	struct peer *peer;
+	uint32_t *conn;                 /* connected ranks */
+	uint32_t nconn;
+	uint32_t *ack_list;             /* peers with an ACK pending */
+	uint32_t nack;
+	uint32_t inflight;
+	struct gx_peer_counters unattributed;
+
+	struct txq_ent txq[TXQ_SIZE];
+	uint32_t txq_head, txq_len;
+	uint8_t *ctrl;
+	uint32_t ctrl_next, ctrl_queued;
+
+	uint64_t hz, rto_min, rto_max, ack_delay, scan_period, peer_timeout, heartbeat;
+	uint64_t last_scan, tsc0, ns0;
+	uint32_t peer_timeout_ms;
+	gx_status_t sticky;             /* a peer error, returned by every later poll */
+	char sticky_msg[400];
+
+	/* fault injection */
+	bool fault_tx, fault_delay;
+	struct gx_fault fault;
+	uint32_t fault_thr_drop, fault_thr_dup, fault_thr_reorder;
+	uint64_t fault_key;
+	uint32_t fault_ctr;
+	uint8_t *hold_mem;
+	struct held_pkt hold[HOLD_SLOTS];
+	uint32_t nhold;
+	uint8_t *delay_mem;
+	struct held_pkt delay[DELAY_SLOTS];
+	uint32_t delay_head, delay_len;
+	uint64_t delay_tsc;
+};
+
+static inline int32_t psn_diff(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b);
+}
+
+static inline uint64_t us_to_tsc(const struct gx_net *n, uint64_t us)
+{
+	return us * n->hz / 1000000ull;
+}
+
+static inline uint32_t tsc_to_us(const struct gx_net *n, uint64_t t)
+{
+	uint64_t us = t * 1000000ull / n->hz;
+	return us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+static inline uint8_t *slot_buf(const struct gx_net *n, const struct peer *p, uint32_t psn)
+{
+	return p->buf + (size_t)(psn & n->wmask) * n->max_msg;
+}
+
+static inline uint64_t rto_of(const struct gx_net *n, const struct peer *p)
+{
+	uint64_t r = p->rto_base << (p->backoff < 16 ? p->backoff : 16);
+	return r > n->rto_max ? n->rto_max : r;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+struct gx_net *gx_net_open(const struct gx_transport_opts *o)
+{
+	const struct gx_backend_ops *ops = gx_backend_find(o->backend);
+	struct gx_net *n;
+
+	if (!ops)
+		return NULL;
+	if (o->fault.drop < 0 || o->fault.drop > 1 || o->fault.dup < 0 || o->fault.dup > 1 ||
+	    o->fault.reorder < 0 || o->fault.reorder > 1) {
+		gx_error(GX_ERR_INVAL, "fault probabilities must be in [0, 1] (drop %g, dup %g, reorder %g)",
+			 o->fault.drop, o->fault.dup, o->fault.reorder);
+		return NULL;
+	}
+	n = calloc(1, sizeof(*n));
+	if (!n) {
+		gx_error(GX_ERR_NOMEM, "net: out of memory");
+		return NULL;
+	}
+	n->ops = ops;
+	n->be = ops->open(o);
+	if (!n->be)
+		goto fail;
+	n->rank = o->rank;
+	n->nranks = o->nranks;
+	n->job_id = o->job_id;
+	n->max_msg = ops->max_msg(n->be);
+	if (n->max_msg < sizeof(struct gx_hdr) + 8) {
+		gx_error(GX_ERR_INVAL, "net: backend '%s' carries only %u bytes per datagram", ops->name,
+			 n->max_msg);
+		goto fail;
+	}
+	uint32_t w = o->window ? o->window : WINDOW_DEFAULT;
+	if (w > WINDOW_MAX) {
+		gx_error(GX_ERR_INVAL, "net: window %u too large (at most %u packets)", w, WINDOW_MAX);
+		goto fail;
+	}
+	n->window = WINDOW_MIN;
+	while (n->window < w)
+		n->window <<= 1;
+	n->wmask = n->window - 1;
+	n->max_sack_words = (n->max_msg - (uint32_t)sizeof(struct gx_hdr)) / 8;
+	if (n->max_sack_words > n->window / 64)
+		n->max_sack_words = n->window / 64;
+	n->ctrl_bytes = (uint32_t)sizeof(struct gx_hdr) + 8 * n->max_sack_words;
+	n->peer = calloc(n->nranks, sizeof(*n->peer));
+	n->conn = calloc(n->nranks, sizeof(*n->conn));
+	n->ack_list = calloc(n->nranks, sizeof(*n->ack_list));
+	n->ctrl = malloc((size_t)CTRL_SLOTS * n->ctrl_bytes);
+	if (!n->peer || !n->conn || !n->ack_list || !n->ctrl) {
+		gx_error(GX_ERR_NOMEM, "net: out of memory for %u peers", n->nranks);
+		goto fail;
+	}
+
+	n->hz = gx_tsc_hz();
+	n->tsc0 = gx_tsc();
+	n->ns0 = gx_now_ns();
+	n->rto_min = us_to_tsc(n, o->rto_min_us ? o->rto_min_us : 200);
+	n->rto_max = us_to_tsc(n, RTO_MAX_US);
+	if (n->rto_max < n->rto_min)
+		n->rto_max = n->rto_min;
+	n->ack_delay = us_to_tsc(n, ACK_DELAY_US);
+	n->scan_period = n->rto_min / 2;
+	n->peer_timeout_ms = o->peer_timeout_ms ? o->peer_timeout_ms : 10000;
+	n->peer_timeout = us_to_tsc(n, (uint64_t)n->peer_timeout_ms * 1000);
+	n->heartbeat = n->peer_timeout / 4;
+	n->last_scan = n->tsc0;
+
+	n->fault = o->fault;
+	n->fault_tx = o->fault.drop > 0 || o->fault.dup > 0 || o->fault.reorder > 0;
+	n->fault_delay = o->fault.delay_us > 0;
+	n->fault_thr_drop = (uint32_t)(o->fault.drop * 4294967295.0);
+	n->fault_thr_dup = (uint32_t)(o->fault.dup * 4294967295.0);
+	n->fault_thr_reorder = (uint32_t)(o->fault.reorder * 4294967295.0);
+	n->fault_key = gx_rng_key(o->fault.seed, o->rank, 0, 0x66617574u);
+	if (n->fault_tx && !(n->hold_mem = malloc((size_t)HOLD_SLOTS * n->max_msg))) {
+		gx_error(GX_ERR_NOMEM, "net: out of memory for fault injection");
+		goto fail;
+	}
+	if (n->fault_delay) {
+		n->delay_tsc = us_to_tsc(n, o->fault.delay_us);
+		if (!(n->delay_mem = malloc((size_t)DELAY_SLOTS * n->max_msg))) {
+			gx_error(GX_ERR_NOMEM, "net: out of memory for fault injection");
+			goto fail;
+		}
+	}
+	return n;
+fail:
+	gx_net_close(n);
+	return NULL;
+}
+
+gx_status_t gx_net_local_addr(struct gx_net *n, void *blob, size_t *len)
+{
+	return n->ops->local_addr(n->be, blob, len);
+}
+
+gx_status_t gx_net_connect(struct gx_net *n, uint32_t peer, const void *blob, size_t len)
+{
+	struct peer *p;
+	gx_status_t st;
+
+	if (peer >= n->nranks || peer == n->rank)
+		return gx_error(GX_ERR_INVAL, "net: cannot connect rank %u (this is rank %u of %u)", peer,
+				n->rank, n->nranks);
+	p = &n->peer[peer];
+	if ((st = n->ops->connect(n->be, peer, blob, len)) < 0)
+		return st;
+	if (p->connected)
+		return GX_OK;
+	p->slot = calloc(n->window, sizeof(*p->slot));
+	p->buf = malloc((size_t)n->window * n->max_msg);
+	p->rx_bits = calloc(n->window / 64, sizeof(uint64_t));
+	if (!p->slot || !p->buf || !p->rx_bits) {
+		free(p->slot);
+		free(p->buf);
+		free(p->rx_bits);
+		p->slot = NULL;
+		p->buf = NULL;
+		p->rx_bits = NULL;
+		return gx_error(GX_ERR_NOMEM, "net: out of memory for the window of rank %u (%u x %u bytes)",
+				peer, n->window, n->max_msg);
+	}
+	p->credit_limit = WINDOW_MIN;
+	p->rto_base = us_to_tsc(n, RTO_INIT_US);
+	if (p->rto_base < n->rto_min)
+		p->rto_base = n->rto_min;
+	p->last_rx_tsc = p->last_tx_tsc = p->last_progress_tsc = gx_tsc();
+	p->connected = 1;
+	n->conn[n->nconn++] = peer;
+	return GX_OK;
+}
+
+uint32_t gx_net_max_payload(const struct gx_net *n)
+{
+	return n->max_msg - (uint32_t)sizeof(struct gx_hdr);
+}
+
+uint32_t gx_net_rank(const struct gx_net *n)
+{
+	return n->rank;
+}
+
+uint32_t gx_net_nranks(const struct gx_net *n)
+{
+	return n->nranks;
+}
+
+struct gx_backend *gx_net_backend(struct gx_net *n)
+{
+	return n->be;
+}
+
+uint32_t gx_net_inflight(const struct gx_net *n)
+{
+	return n->inflight;
+}
+
+/* ---- transmit ------------------------------------------------------------------------------ */
+
+static inline void txq_push(struct gx_net *n, uint32_t peer, uint32_t psn, uint8_t *data, uint32_t len,
+			    uint8_t kind)
+{
+	struct txq_ent *e = &n->txq[(n->txq_head + n->txq_len) & (TXQ_SIZE - 1)];
+
+	e->peer = peer;
+	e->psn = psn;
+	e->data = data;
+	e->len = len;
+	e->kind = kind;
+	n->txq_len++;
+}
+
+static inline uint32_t fault_draw(struct gx_net *n)
+{
+	return gx_rng_u32(n->fault_key, n->fault_ctr++);
+}
+
+/* Fault hooks on the way out: decide how many copies of m go now (0, 1 or 2); a reordered packet is
+ * copied aside and sent after the packets of the next flush. */
+static uint32_t fault_tx(struct gx_net *n, const struct gx_msg *m, uint64_t now)
+{
+	struct peer *p = &n->peer[m->peer];
+
+	if (fault_draw(n) < n->fault_thr_drop) {
+		p->c.fault_dropped++;
+		return 0;
+	}
+	if (n->nhold < HOLD_SLOTS && fault_draw(n) < n->fault_thr_reorder) {
+		struct held_pkt *h = &n->hold[n->nhold];
+		h->data = n->hold_mem + (size_t)n->nhold * n->max_msg;
+		memcpy(h->data, m->data, m->len);
+		h->len = m->len;
+		h->peer = m->peer;
+		h->due_tsc = now;
+		n->nhold++;
+		p->c.fault_reordered++;
+		return 0;
+	}
+	if (fault_draw(n) < n->fault_thr_dup) {
+		p->c.fault_duplicated++;
+		return 2;
+	}
+	return 1;
+}
+
+static void release_held(struct gx_net *n)
+{
+	struct gx_msg m[HOLD_SLOTS];
+
+	for (uint32_t i = 0; i < n->nhold; i++) {
+		m[i].peer = n->hold[i].peer;
+		m[i].data = n->hold[i].data;
+		m[i].len = n->hold[i].len;
+		m[i].priv = NULL;
+	}
+	/* Whatever the backend refuses is lost, as on a real network. */
+	if (n->nhold)
+		n->ops->tx_burst(n->be, m, (uint16_t)n->nhold);
+	n->nhold = 0;
+}
+
+/* Stamp the fields only known at departure (ack_psn; for ACKs the whole packet is built at once). */
+static inline void stamp_data(struct peer *p, struct gx_hdr *h, uint64_t now)
+{
+	h->ack_psn = p->rcv_nxt;
+	if (p->ack_pending && !p->need_sack && !p->ack_now) {
+		p->ack_pending = 0;             /* the cumulative ACK rides on this packet */
+		p->rx_since_ack = 0;
+	}
+	p->last_tx_tsc = now;
+}
+
+static void flush(struct gx_net *n, uint64_t now)
+{
+	struct gx_msg m[2 * NET_BURST];
+	uint32_t ent_end[2 * NET_BURST];        /* msgs used by entries [0..i] */
+
+	while (n->txq_len) {
+		uint32_t nm = 0, ne = 0;
+
+		while (ne < n->txq_len && ne < NET_BURST) {
+			struct txq_ent *e = &n->txq[(n->txq_head + ne) & (TXQ_SIZE - 1)];
+			struct peer *p = &n->peer[e->peer];
+			struct gx_msg x = { .peer = e->peer };
+
+			if (e->kind == TXQ_CTRL) {
+				x.data = e->data;
+				x.len = e->len;
+				p->last_tx_tsc = now;
+			} else {
+				uint32_t i = e->psn & n->wmask;
+				if (psn_diff(e->psn, p->una) < 0 || psn_diff(e->psn, p->next_psn) >= 0 ||
+				    p->slot[i].sacked) {
+					ent_end[ne++] = nm; /* acknowledged while queued: nothing to send */
+					continue;
+				}
+				x.data = slot_buf(n, p, e->psn);
+				x.len = p->slot[i].len;
+				stamp_data(p, (struct gx_hdr *)x.data, now);
+				p->slot[i].sent_tsc = now;
+				p->slot[i].nsent++;
+			}
+			uint32_t copies = n->fault_tx ? fault_tx(n, &x, now) : 1;
+			for (uint32_t c = 0; c < copies; c++)
+				m[nm++] = x;
+			ent_end[ne++] = nm;
+		}
+		uint16_t sent = nm ? n->ops->tx_burst(n->be, m, (uint16_t)nm) : 0;
+		uint32_t done = 0;
+		while (done < ne && ent_end[done] <= sent)
+			done++;
+		for (uint32_t i = 0; i < done; i++)
+			if (n->txq[(n->txq_head + i) & (TXQ_SIZE - 1)].kind == TXQ_CTRL)
+				n->ctrl_queued--;
+		n->txq_head = (n->txq_head + done) & (TXQ_SIZE - 1);
+		n->txq_len -= done;
+		if (done < ne)
+			break;                  /* backend full: the rest goes next turn */
+	}
+	if (n->nhold)
+		release_held(n);
+}
+
+void gx_net_flush(struct gx_net *n)
+{
+	if (n->txq_len || n->nhold)
+		flush(n, gx_tsc());
+}
+
+static uint8_t *ctrl_alloc(struct gx_net *n, uint64_t now)
+{
+	if (n->txq_len >= TXQ_SIZE || n->ctrl_queued >= CTRL_SLOTS)
+		flush(n, now);
+	/* Buffers are handed out round-robin and the queue is FIFO, so while fewer than CTRL_SLOTS
+	 * are queued the next one is free.  A backend that stays full loses the ACK: it is resent. */
+	if (n->txq_len >= TXQ_SIZE || n->ctrl_queued >= CTRL_SLOTS)
+		return NULL;
+	n->ctrl_queued++;
+	uint8_t *b = n->ctrl + (size_t)(n->ctrl_next & (CTRL_SLOTS - 1)) * n->ctrl_bytes;
+	n->ctrl_next++;
+	return b;
+}
+
+static inline void hdr_init(const struct gx_net *n, struct gx_hdr *h, uint8_t type)
+{
+	memset(h, 0, sizeof(*h));
+	h->magic = GX_MAGIC;
+	h->version = GX_WIRE_VERSION;
+	h->type = type;
+	h->src_rank = (uint16_t)n->rank;
+	h->job_id = n->job_id;
+}
+
+static inline uint64_t bits_at(const uint64_t *bits, uint32_t wmask, uint32_t pos)
+{
+	uint32_t idx = pos & wmask, w = idx >> 6, o = idx & 63, nw = (wmask + 1) >> 6;
+	uint64_t v = bits[w] >> o;
+	if (o)
+		v |= bits[(w + 1) & (nw - 1)] << (64 - o);
+	return v;
+}
+
+static void send_ack(struct gx_net *n, uint32_t peer, uint64_t now)
+{
+	struct peer *p = &n->peer[peer];
+	uint8_t *b = ctrl_alloc(n, now);
+
+	if (!b)
+		return;
+	struct gx_hdr *h = (struct gx_hdr *)b;
+	hdr_init(n, h, GX_PKT_ACK);
+	h->ack_psn = p->rcv_nxt;
+	h->aux = p->rcv_nxt + n->window;        /* credit: the receive window */
+	uint32_t words = 0;
+	if (p->need_sack && psn_diff(p->rx_hi, p->rcv_nxt) > 1) {
+		uint32_t span = p->rx_hi - p->rcv_nxt - 1;   /* psn rcv_nxt+1 .. rx_hi-1 */
+		words = (span + 63) / 64;
+		if (words > n->max_sack_words)
+			words = n->max_sack_words;
+		uint64_t *sack = (uint64_t *)(b + sizeof(*h));
+		for (uint32_t i = 0; i < words; i++)
+			sack[i] = bits_at(p->rx_bits, n->wmask, p->rcv_nxt + 1 + 64 * i);
+	}
+	h->len = (uint16_t)(8 * words);
+	p->ack_pending = p->ack_now = p->need_sack = 0;
+	p->rx_since_ack = 0;
+	p->c.acks_sent++;
+	txq_push(n, peer, 0, b, (uint32_t)sizeof(*h) + 8 * words, TXQ_CTRL);
+}
+
+static void send_ctrl(struct gx_net *n, uint32_t peer, uint8_t type, uint64_t now)
+{
+	uint8_t *b = ctrl_alloc(n, now);
+
+	if (!b)
+		return;
+	struct gx_hdr *h = (struct gx_hdr *)b;
+	hdr_init(n, h, type);
+	h->ack_psn = n->peer[peer].rcv_nxt;
+	txq_push(n, peer, 0, b, sizeof(*h), TXQ_CTRL);
+}
+
+static gx_status_t peer_error(struct gx_net *n, uint32_t peer, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static gx_status_t peer_error(struct gx_net *n, uint32_t peer, const char *fmt, ...)
+{
+	va_list ap;
+
+	n->peer[peer].dead = 1;
+	va_start(ap, fmt);
+	vsnprintf(n->sticky_msg, sizeof(n->sticky_msg), fmt, ap);
+	va_end(ap);
+	n->sticky = GX_ERR_PEER;
+	return gx_error(GX_ERR_PEER, "%s", n->sticky_msg);
+}
+
+static gx_status_t dead_peer_status(struct gx_net *n, uint32_t peer)
+{
+	if (n->sticky < 0)
+		return gx_error(n->sticky, "%s", n->sticky_msg);
+	return gx_error(GX_ERR_PEER, "peer rank %u is dead or aborted", peer);
+}
+
+void *gx_net_reserve(struct gx_net *n, uint32_t peer, gx_status_t *st)
+{
+	struct peer *p;
+
+	if (peer >= n->nranks || !n->peer[peer].connected) {
+		*st = gx_error(GX_ERR_INVAL, "net: rank %u is not a connected peer of rank %u", peer, n->rank);
+		return NULL;
+	}
+	p = &n->peer[peer];
+	if (p->dead) {
+		*st = dead_peer_status(n, peer);
+		return NULL;
+	}
+	if (p->next_psn - p->una >= n->window || psn_diff(p->credit_limit, p->next_psn) <= 0 ||
+	    n->txq_len >= TXQ_SIZE - TXQ_CTRL_RESERVE) {
+		*st = GX_ERR_AGAIN;
+		return NULL;
+	}
+	*st = GX_OK;
+	return slot_buf(n, p, p->next_psn) + sizeof(struct gx_hdr);
+}
+
+gx_status_t gx_net_commit(struct gx_net *n, uint32_t peer, const struct gx_tx_desc *d, uint32_t len)
+{
+	struct peer *p;
+
+	if (peer >= n->nranks || !n->peer[peer].connected)
+		return gx_error(GX_ERR_INVAL, "net: rank %u is not a connected peer of rank %u", peer, n->rank);
+	p = &n->peer[peer];
+	if (len > gx_net_max_payload(n))
+		return gx_error(GX_ERR_INVAL, "net: payload of %u bytes exceeds the %u bytes a packet carries",
+				len, gx_net_max_payload(n));
+	if (p->next_psn - p->una >= n->window || psn_diff(p->credit_limit, p->next_psn) <= 0 ||
+	    n->txq_len >= TXQ_SIZE - TXQ_CTRL_RESERVE)
+		return gx_error(GX_ERR_AGAIN, "net: commit without a successful gx_net_reserve");
+	uint32_t psn = p->next_psn;
+	struct gx_hdr *h = (struct gx_hdr *)slot_buf(n, p, psn);
+	struct tx_slot *s = &p->slot[psn & n->wmask];
+
+	h->magic = GX_MAGIC;
+	h->version = GX_WIRE_VERSION;
+	h->type = GX_PKT_DATA;
+	h->flags = d ? (d->flags & (GX_F_LAST | GX_F_ACK_REQ)) : 0;
+	h->codec = d ? d->codec : 0;
+	h->src_rank = (uint16_t)n->rank;
+	h->job_id = n->job_id;
+	h->epoch = 0;
+	h->coll_id = d ? d->coll_id : 0;
+	h->psn = psn;
+	h->chunk = d ? d->chunk : 0;
+	h->step = d ? d->step : 0;
+	h->len = (uint16_t)len;
+	h->aux = d ? d->aux : 0;
+	/* Ask for an ACK at once when the window is three quarters full, so the sender never stalls
+	 * waiting for a coalesced one. */
+	if (psn - p->una + 1 >= n->window - n->window / 4 || psn_diff(p->credit_limit, psn) <= 16)
+		h->flags |= GX_F_ACK_REQ;
+	s->len = (uint32_t)sizeof(*h) + len;
+	s->nsent = 0;
+	s->sacked = 0;
+	s->fast = 0;
+	if (p->next_psn == p->una)
+		p->last_progress_tsc = gx_tsc();  /* the no-progress clock starts with the first packet */
+	p->next_psn = psn + 1;
+	p->c.sent++;
+	n->inflight++;
+	txq_push(n, peer, psn, NULL, 0, TXQ_DATA);
+	if (n->txq_len >= NET_BURST)
+		flush(n, gx_tsc());
+	return GX_OK;
+}
+
+gx_status_t gx_net_send(struct gx_net *n, uint32_t peer, const struct gx_tx_desc *d, const void *payload,
+			uint32_t len)
+{
+	gx_status_t st;
+	void *b;
+
+	if (len > gx_net_max_payload(n))
+		return gx_error(GX_ERR_INVAL, "net: payload of %u bytes exceeds the %u bytes a packet carries",
+				len, gx_net_max_payload(n));
+	if (!(b = gx_net_reserve(n, peer, &st)))
+		return st;
+	memcpy(b, payload, len);
+	return gx_net_commit(n, peer, d, len);
+}
+
+/* ---- receive ------------------------------------------------------------------------------- */
+
+static void rtt_sample(struct gx_net *n, struct peer *p, uint64_t r)
+{
+	if (!p->srtt) {
+		p->srtt = r;
+		p->rttvar = r / 2;
+	} else {
+		uint64_t dev = p->srtt > r ? p->srtt - r : r - p->srtt;
+		p->rttvar = (3 * p->rttvar + dev) / 4;
+		p->srtt = (7 * p->srtt + r) / 8;
+	}
+	uint64_t rto = p->srtt + 4 * p->rttvar;
+	p->rto_base = rto < n->rto_min ? n->rto_min : rto;
+}
+
+/* Cumulative ACK: everything below ack_psn has arrived. */
+static void ack_cumulative(struct gx_net *n, struct peer *p, uint32_t ack_psn, uint64_t now)
+{
+	int32_t adv = psn_diff(ack_psn, p->una);
+
+	if (adv <= 0)
+		return;
+	struct tx_slot *last = &p->slot[(ack_psn - 1) & n->wmask];
+	if (last->nsent == 1)                   /* Karn: never sample a retransmitted packet */
+		rtt_sample(n, p, now - last->sent_tsc);
+	p->una = ack_psn;
+	n->inflight -= (uint32_t)adv;
+	p->backoff = 0;
+	p->last_progress_tsc = now;
+}
+
+static void fast_retransmit(struct gx_net *n, struct peer *p, uint32_t peer, uint32_t hi_sacked)
+{
+	for (uint32_t psn = p->una; psn_diff(hi_sacked, psn) >= FAST_RETX_DUPS; psn++) {
+		struct tx_slot *s = &p->slot[psn & n->wmask];
+		if (s->sacked || s->fast || n->txq_len >= TXQ_SIZE - TXQ_CTRL_RESERVE)
+			continue;
+		s->fast = 1;
+		p->c.retransmitted++;
+		p->c.fast_retransmits++;
+		((struct gx_hdr *)slot_buf(n, p, psn))->flags |= GX_F_RETX;
+		txq_push(n, peer, psn, NULL, 0, TXQ_RETX);
+	}
+}
+
+static void count_bad(struct gx_net *n, uint32_t bpeer, bool malformed)
+{
+	struct gx_peer_counters *c = bpeer < n->nranks ? &n->peer[bpeer].c : &n->unattributed;
+
+	if (malformed)
+		c->malformed++;
+	else
+		c->dropped++;
+}
+
+static inline void ack_list_add(struct gx_net *n, struct peer *p, uint32_t peer, uint64_t now)
+{
+	if (!p->ack_pending) {
+		p->ack_pending = 1;
+		p->ack_since_tsc = now;
+	}
+	if (!p->ack_listed) {
+		p->ack_listed = 1;
+		n->ack_list[n->nack++] = peer;
+	}
+}
+
+/* One received datagram.  Validates everything before any byte reaches the caller. */
+static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint32_t bpeer, uint64_t now,
+			  gx_deliver_fn fn, void *arg, int *delivered)
+{
+	const struct gx_hdr *h = (const struct gx_hdr *)d;
+
+	if (bpeer == GX_PEER_FOREIGN) {
+		n->unattributed.dropped++;
+		return GX_OK;
+	}
+	if (len < sizeof(*h) || h->magic != GX_MAGIC || h->version != GX_WIRE_VERSION) {
+		count_bad(n, bpeer, true);
+		return GX_OK;
+	}
+	if (h->job_id != n->job_id) {
+		count_bad(n, bpeer, false);
+		return GX_OK;
+	}
+	uint32_t src = h->src_rank;
+	if (src >= n->nranks || src == n->rank || (bpeer != GX_PEER_UNKNOWN && bpeer != src) ||
+	    sizeof(*h) + h->len != len || h->type < GX_PKT_DATA || h->type > GX_PKT_RAW) {
+		count_bad(n, bpeer, true);
+		return GX_OK;
+	}
+	struct peer *p = &n->peer[src];
+	if (!p->connected) {
+		n->unattributed.dropped++;
+		return GX_OK;
+	}
+	if (h->type == GX_PKT_RAW) {
+		p->last_rx_tsc = now;
+		(*delivered)++;
+		return fn(arg, src, h, d + sizeof(*h), h->len);
+	}
+	/* ack_psn must lie within what we have sent. */
+	if (psn_diff(h->ack_psn, p->next_psn) > 0 || (h->type == GX_PKT_ACK && (h->len & 7))) {
+		p->c.malformed++;
+		return GX_OK;
+	}
+	p->last_rx_tsc = now;
+	ack_cumulative(n, p, h->ack_psn, now);
+
+	switch (h->type) {
+	case GX_PKT_DATA: {
+		int32_t off = psn_diff(h->psn, p->rcv_nxt);
+		if (off < 0) {
+			p->c.duplicates++;      /* our ACK was lost or late: repeat it */
+			ack_list_add(n, p, src, now);
+			p->ack_now = 1;
+			return GX_OK;
+		}
+		if ((uint32_t)off >= n->window) {
+			p->c.out_of_window++;
+			return GX_OK;
+		}
+		uint32_t idx = h->psn & n->wmask;
+		uint64_t bit = 1ull << (idx & 63);
+		if (off > 0) {
+			if (p->rx_bits[idx >> 6] & bit) {
+				p->c.duplicates++;
+				ack_list_add(n, p, src, now);
+				p->ack_now = 1;
+				return GX_OK;
+			}
+			p->rx_bits[idx >> 6] |= bit;
+			if (psn_diff(h->psn + 1, p->rx_hi) > 0)
+				p->rx_hi = h->psn + 1;
+			p->need_sack = 1;       /* a hole: tell the sender now */
+			p->ack_now = 1;
+		} else {
+			/* In order: advance over anything that arrived early. */
+			uint32_t nxt = h->psn + 1;
+			if (psn_diff(p->rx_hi, nxt) > 0) {
+				for (;;) {
+					uint32_t i = nxt & n->wmask;
+					uint64_t b = 1ull << (i & 63);
+					if (!(p->rx_bits[i >> 6] & b))
+						break;
+					p->rx_bits[i >> 6] &= ~b;
+					nxt++;
+				}
+				if (psn_diff(p->rx_hi, nxt) > 0) {
+					p->need_sack = 1;
+					p->ack_now = 1;
+				} else {
+					p->need_sack = 0;
+				}
+			}
+			p->rcv_nxt = nxt;
+			if (psn_diff(nxt, p->rx_hi) > 0)
+				p->rx_hi = nxt;
+		}
+		p->c.received++;
+		p->rx_since_ack++;
+		ack_list_add(n, p, src, now);
+		if ((h->flags & GX_F_ACK_REQ) || p->rx_since_ack >= ACK_EVERY)
+			p->ack_now = 1;
+		(*delivered)++;
+		return fn(arg, src, h, d + sizeof(*h), h->len);
+	}
+	case GX_PKT_ACK: {
+		p->c.acks_received++;
+		if (psn_diff(h->aux, p->credit_limit) > 0)
+			p->credit_limit = h->aux;
+		uint32_t words = h->len / 8, hi = 0;
+		bool any = false;
+		const uint8_t *sack = d + sizeof(*h);
+		for (uint32_t w = 0; w < words; w++) {
+			uint64_t v;
+			memcpy(&v, sack + 8 * w, 8);
+			while (v) {
+				uint32_t bitn = (uint32_t)__builtin_ctzll(v);
+				uint32_t psn = h->ack_psn + 1 + 64 * w + bitn;
+				v &= v - 1;
+				if (psn_diff(psn, p->una) < 0 || psn_diff(psn, p->next_psn) >= 0)
+					continue;
+				p->slot[psn & n->wmask].sacked = 1;
+				hi = psn;
+				any = true;
+			}
+		}
+		if (any)
+			fast_retransmit(n, p, src, hi);
+		return GX_OK;
+	}
+	case GX_PKT_HEARTBEAT:
+		return GX_OK;
+	case GX_PKT_ABORT:
+		p->aborted = 1;
+		return peer_error(n, src, "peer rank %u aborted the job (it sent ABORT)", src);
+	}
+	return GX_OK;
+}
+
+static void send_due_acks(struct gx_net *n, bool idle, uint64_t now)
+{
+	uint32_t keep = 0;
+
+	for (uint32_t i = 0; i < n->nack; i++) {
+		uint32_t peer = n->ack_list[i];
+		struct peer *p = &n->peer[peer];
+		if (!p->ack_pending) {
+			p->ack_listed = 0;
+			continue;
+		}
+		if (p->ack_now || idle || now - p->ack_since_tsc >= n->ack_delay) {
+			send_ack(n, peer, now);
+			p->ack_listed = 0;
+			continue;
+		}
+		n->ack_list[keep++] = peer;
+	}
+	n->nack = keep;
+}
+
+/* The periodic scan: retransmit what timed out, heartbeat idle peers, declare silent ones dead. */
+static gx_status_t scan(struct gx_net *n, uint64_t now)
+{
+	gx_status_t st = GX_OK;
+
+	n->last_scan = now;
+	if (n->nhold)
+		release_held(n);
+	for (uint32_t i = 0; i < n->nconn; i++) {
+		uint32_t peer = n->conn[i];
+		struct peer *p = &n->peer[peer];
+		if (p->dead)
+			continue;
+		if (p->next_psn != p->una) {
+			if (now - p->last_progress_tsc > n->peer_timeout) {
+				struct tx_slot *s = &p->slot[p->una & n->wmask];
+				st = peer_error(n, peer,
+					"peer rank %u made no progress for %u ms: %u packets unacknowledged "
+					"(psn %u..%u, oldest sent %u times), last heard from %u ms ago; is it "
+					"alive and polling?", peer, n->peer_timeout_ms, p->next_psn - p->una,
+					p->una, p->next_psn - 1, s->nsent,
+					tsc_to_us(n, now - p->last_rx_tsc) / 1000);
+				continue;
+			}
+			uint64_t rto = rto_of(n, p);
+			uint32_t nretx = 0;
+			for (uint32_t psn = p->una; psn != p->next_psn && nretx < RETX_PER_SCAN; psn++) {
+				struct tx_slot *s = &p->slot[psn & n->wmask];
+				if (s->sacked || !s->nsent || now - s->sent_tsc < rto)
+					continue;
+				if (n->txq_len >= TXQ_SIZE - TXQ_CTRL_RESERVE)
+					break;
+				((struct gx_hdr *)slot_buf(n, p, psn))->flags |= GX_F_RETX;
+				s->sent_tsc = now;      /* not resent twice before it leaves */
+				txq_push(n, peer, psn, NULL, 0, TXQ_RETX);
+				p->c.retransmitted++;
+				nretx++;
+			}
+			if (nretx) {
+				p->c.rto_events++;
+				if (p->backoff < 16)
+					p->backoff++;
+			}
+		}
+		if (now - p->last_tx_tsc > n->heartbeat) {
+			send_ctrl(n, peer, GX_PKT_HEARTBEAT, now);
+			p->c.heartbeats_sent++;
+		}
+	}
+	return st;
+}
+
+static gx_status_t drain_delayed(struct gx_net *n, uint64_t now, gx_deliver_fn fn, void *arg,
+				 int *delivered)
+{
+	gx_status_t st = GX_OK;
+
+	while (n->delay_len && st >= 0) {
+		struct held_pkt *h = &n->delay[n->delay_head];
+		if ((int64_t)(now - h->due_tsc) < 0)
+			break;
+		n->delay_head = (n->delay_head + 1) & (DELAY_SLOTS - 1);
+		n->delay_len--;
+		st = rx_one(n, h->data, h->len, h->peer, now, fn, arg, delivered);
+	}
+	return st;
+}
+
+int gx_net_poll(struct gx_net *n, gx_deliver_fn fn, void *arg)
+{
+	struct gx_msg m[NET_BURST];
+	uint64_t now = gx_tsc();
+	gx_status_t st = GX_OK;
+	int delivered = 0;
+
+	if (n->txq_len)
+		flush(n, now);
+	uint16_t k = n->ops->rx_burst(n->be, m, NET_BURST);
+	if (n->fault_delay) {
+		for (uint16_t i = 0; i < k; i++) {
+			if (n->delay_len == DELAY_SLOTS) {   /* full: the oldest goes now */
+				st = drain_delayed(n, now + n->delay_tsc, fn, arg, &delivered);
+				if (st < 0)
+					break;
+			}
+			uint32_t slot = (n->delay_head + n->delay_len) & (DELAY_SLOTS - 1);
+			struct held_pkt *h = &n->delay[slot];
+			h->data = n->delay_mem + (size_t)slot * n->max_msg;
+			h->len = m[i].len < n->max_msg ? m[i].len : n->max_msg;
+			memcpy(h->data, m[i].data, h->len);
+			h->peer = m[i].peer;
+			h->due_tsc = now + n->delay_tsc;
+			n->delay_len++;
+		}
+		if (st >= 0)
+			st = drain_delayed(n, now, fn, arg, &delivered);
+	} else {
+		/* After a deliver error the rest of the burst is released unseen: unacknowledged, so the
+		 * senders retransmit it and nothing is lost. */
+		for (uint16_t i = 0; i < k && st >= 0; i++)
+			st = rx_one(n, m[i].data, m[i].len, m[i].peer, now, fn, arg, &delivered);
+	}
+	if (k)
+		n->ops->rx_release(n->be, m, k);
+	if (n->nack)
+		send_due_acks(n, k == 0, now);
+	if (now - n->last_scan >= n->scan_period) {
+		gx_status_t s2 = scan(n, now);
+		if (st >= 0)
+			st = s2;
+	}
+	if (n->txq_len || n->nhold)
+		flush(n, now);
+	if (st < 0)
+		return st;
+	if (n->sticky < 0)
+		return gx_error(n->sticky, "%s", n->sticky_msg);
+	return delivered;
+}
+
+gx_status_t gx_net_check_peer(struct gx_net *n, uint32_t peer, uint64_t since_ns)
+{
+	if (peer >= n->nranks || !n->peer[peer].connected)
+		return gx_error(GX_ERR_INVAL, "net: rank %u is not a connected peer of rank %u", peer, n->rank);
+	struct peer *p = &n->peer[peer];
+	if (p->dead)
+		return dead_peer_status(n, peer);
+	uint64_t now = gx_tsc();
+	/* since_ns on the TSC time line */
+	int64_t since_rel = (int64_t)(since_ns - n->ns0);
+	uint64_t since_tsc = n->tsc0 + (uint64_t)((double)since_rel * (double)n->hz / 1e9);
+	uint64_t heard = p->last_rx_tsc;
+	if ((int64_t)(since_tsc - heard) > 0)
+		heard = since_tsc;
+	if ((int64_t)(now - heard) > (int64_t)n->peer_timeout)
+		return peer_error(n, peer, "peer rank %u made no progress for %u ms: nothing heard from it "
+				  "(last packet %u ms ago; %u packets of ours unacknowledged); is it alive and "
+				  "polling?", peer, n->peer_timeout_ms, tsc_to_us(n, now - p->last_rx_tsc) / 1000,
+				  p->next_psn - p->una);
+	return GX_OK;
+}
+
+void gx_net_abort(struct gx_net *n)
+{
+	uint64_t now = gx_tsc();
+
+	for (uint32_t i = 0; i < n->nconn; i++) {
+		send_ctrl(n, n->conn[i], GX_PKT_ABORT, now);
+		send_ctrl(n, n->conn[i], GX_PKT_ABORT, now);   /* twice: it is not retransmitted */
+	}
+	flush(n, now);
+}
+
+static void add_counters(struct gx_peer_counters *t, const struct gx_peer_counters *c)
+{
+	t->sent += c->sent;
+	t->received += c->received;
+	t->retransmitted += c->retransmitted;
+	t->duplicates += c->duplicates;
+	t->out_of_window += c->out_of_window;
+	t->malformed += c->malformed;
+	t->dropped += c->dropped;
+	t->acks_sent += c->acks_sent;
+	t->acks_received += c->acks_received;
+	t->rto_events += c->rto_events;
+	t->inflight += c->inflight;
+	t->fast_retransmits += c->fast_retransmits;
+	t->heartbeats_sent += c->heartbeats_sent;
+	t->fault_dropped += c->fault_dropped;
+	t->fault_duplicated += c->fault_duplicated;
+	t->fault_reordered += c->fault_reordered;
+}
+
+void gx_net_peer_counters(const struct gx_net *n, uint32_t peer, struct gx_peer_counters *c)
+{
+	memset(c, 0, sizeof(*c));
+	if (peer == GX_PEER_ANY) {
+		add_counters(c, &n->unattributed);
+		for (uint32_t i = 0; i < n->nranks; i++) {
+			struct gx_peer_counters one;
+			if (i == n->rank)
+				continue;
+			gx_net_peer_counters(n, i, &one);
+			add_counters(c, &one);
+		}
+		return;
+	}
+	if (peer >= n->nranks)
+		return;
+	const struct peer *p = &n->peer[peer];
+	*c = p->c;
+	c->srtt_us = p->srtt ? tsc_to_us(n, p->srtt) : 0;
+	c->rto_us = p->connected ? tsc_to_us(n, rto_of(n, p)) : 0;
+	c->inflight = p->next_psn - p->una;
+}
+
+void gx_net_backend_counters(const struct gx_net *n, struct gx_backend_counters *c)
+{
+	n->ops->counters(n->be, c);
+}
+
+static gx_status_t discard(void *arg, uint32_t peer, const struct gx_hdr *h, const void *payload,
+			   uint32_t len)
+{
+	(void)arg;
+	(void)peer;
+	(void)h;
+	(void)payload;
+	(void)len;
+	return GX_OK;
+}
+
+void gx_net_close(struct gx_net *n)
+{
+	if (!n)
+		return;
+	if (n->be) {
+		/* Grace period: keep acknowledging and retransmitting until our data has arrived (or the
+		 * peers are gone); data that still arrives now has no reader and is discarded. */
+		uint64_t grace_ms = n->peer_timeout_ms < CLOSE_GRACE_MS ? n->peer_timeout_ms : CLOSE_GRACE_MS;
+		uint64_t start = gx_now_ns(), idle_since = start;
+		while (n->inflight && n->sticky >= 0 && gx_now_ns() - start < grace_ms * 1000000ull) {
+			int r = gx_net_poll(n, discard, NULL);
+			if (r < 0)
+				break;
+			uint64_t t = gx_now_ns();
+			if (r > 0)
+				idle_since = t;
+			gx_idle_backoff(t - idle_since);
+		}
+		/* Last ACKs for what arrived. */
+		for (uint32_t i = 0; i < n->nack; i++)
+			if (n->peer[n->ack_list[i]].ack_pending)
+				send_ack(n, n->ack_list[i], gx_tsc());
+		n->nack = 0;
+		flush(n, gx_tsc());
+		n->ops->close(n->be);
+	}
+	if (n->peer)
+		for (uint32_t i = 0; i < n->nranks; i++) {
+			free(n->peer[i].slot);
+			free(n->peer[i].buf);
+			free(n->peer[i].rx_bits);
+		}
+	free(n->peer);
+	free(n->conn);
+	free(n->ack_list);
+	free(n->ctrl);
+	free(n->hold_mem);
+	free(n->delay_mem);
+	free(n);
+}
