@@ -24,6 +24,7 @@ static const struct cfg_entry table[] = {
 	{ "rank", CFG_INT, OFF(rank), "env", "this process's rank (else GX_RANK, Slurm, Open MPI, PMI)" },
 	{ "size", CFG_INT, OFF(size), "env", "number of ranks (else GX_SIZE, Slurm, Open MPI, PMI)" },
 	{ "store", CFG_STR, OFF(store), "127.0.0.1:29500", "rendezvous TCP store host:port" },
+	{ "store-serve", CFG_INT, OFF(store_serve), "-1", "1: this process serves the store; 0: a gx-store does (GX_STORE_EXTERNAL=1); -1: rank 0 serves" },
 	{ "store-timeout-ms", CFG_U32, OFF(store_timeout_ms), "30000", "hard limit on the rendezvous" },
 	{ "progress", CFG_PROGRESS, OFF(progress), "app", "app (caller's thread) or thread (pinned engine thread)" },
 	{ "core", CFG_INT, OFF(core), "-1", "core for the engine thread; -1 = chosen with hwloc" },

@@ -52,6 +52,21 @@ struct gx_net *gx_comm_net(struct gx_comm *c);
  * for it to finish.  fn may call gx_net_* freely.  Returns fn's status. */
 gx_status_t gx_comm_run(struct gx_comm *c, gx_status_t (*fn)(void *arg), void *arg);
 
+/* Core the engine thread is pinned to (or the application thread, with --core in app mode);
+ * -1 when nothing was pinned. */
+int gx_comm_core(const struct gx_comm *c);
+
+/* Per-communicator state owned by collectives/ (next coll_id, stashed packets): set once (e.g. by
+ * the first gx_coll_begin), freed by gx_comm_destroy through free_fn after the engine stopped and
+ * before the net closes.  idle_poll (may be NULL) is what the engine thread runs when it has no
+ * operation: collectives/ pass a function doing gx_coll_poll(c, GX_COLL_NONE, NULL, NULL), so
+ * ACKs, retransmissions and early packets of the next collective keep flowing between operations.
+ * (A pointer rather than a direct call keeps runtime/ free of link-time dependencies on
+ * collectives/.)  Before any state is set the engine leaves packets in the backend's queues. */
+void *gx_comm_coll_state(struct gx_comm *c);
+void gx_comm_set_coll_state(struct gx_comm *c, void *state, void (*free_fn)(void *),
+			    int (*idle_poll)(struct gx_comm *c));
+
 /* ---- used by collectives/ (implemented there) ----------------------------------------------
  * Collective ids increase by one per collective, identically on every rank.  gx_coll_poll() runs
  * one gx_net_poll() turn, hands DATA packets of coll_id to fn, and keeps packets of later

@@ -1,0 +1,336 @@
+/* comm.c: gx_comm_init (bootstrap, rendezvous through the store, connect every peer), destroy and
+ * gx_comm_run.
+ *
+ * Rendezvous keys, all under "gx/<job_id>/<n>/" (n counts this process's gx_comm_init calls, so a
+ * job may create several communicators on one store):
+ *   claim/<r>  add-counter: a second process claiming rank r is reported
+ *   addr/<r>   struct rv_record: world size, backend name, transport address blob
+ *   ready/<r>  rank r connected every peer (the closing barrier)
+ *   abort      set by a rank that found a problem; every waiter stops with its message
+ */
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm_internal.h"
+#include "gx_time.h"
+#include "gx_topology.h"
+
+#define RV_MAGIC 0x56525847u       /* "GXRV" */
+#define RV_VERSION 1u
+#define RV_DEFAULT_TIMEOUT_MS 30000u
+#define RV_LINGER_MS 5000u         /* rank 0's store waits this long for clients to leave */
+
+struct rv_record {
+	uint32_t magic, version, size, rank;
+	char backend[16];
+	uint32_t blob_len;
+	uint8_t blob[GX_ADDR_MAX];
+};
+
+static unsigned comm_generation;    /* gx_comm_init calls in this process */
+
+/* Record "<what>: <previous message>" (the previous message is copied first: gx_error writes the
+ * same thread-local buffer). */
+static gx_status_t wrap(gx_status_t st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static gx_status_t wrap(gx_status_t st, const char *fmt, ...)
+{
+	char prev[512], what[256];
+	va_list ap;
+
+	snprintf(prev, sizeof(prev), "%s", gx_last_error());
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	return gx_error(st, "%s: %s", what, prev);
+}
+
+struct rv {
+	struct gx_comm *c;
+	struct gx_store *st;
+	char prefix[64];
+	char abort_key[80];
+	uint64_t deadline;
+	uint32_t timeout_ms;
+};
+
+static uint32_t rv_left(const struct rv *r)
+{
+	uint64_t now = gx_now_ns();
+	return now >= r->deadline ? 0 : (uint32_t)((r->deadline - now) / 1000000ull);
+}
+
+/* Tell every other rank to stop waiting, with our message (best effort). */
+static void rv_abort(struct rv *r, const char *msg)
+{
+	char buf[600];
+	int n = snprintf(buf, sizeof(buf), "rank %d aborted the rendezvous: %s", r->c->boot.rank, msg);
+	if (r->st && n > 0)
+		gx_store_set(r->st, r->abort_key, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+/* Wait for <what>/<r> of every rank; name the ranks that never showed up. */
+static gx_status_t rv_wait_all(struct rv *r, const char *what, const char *phase)
+{
+	uint32_t n = (uint32_t)r->c->boot.size, nmiss = 0;
+	char **keys = calloc(n, sizeof(*keys));
+	uint32_t *miss = calloc(n, sizeof(*miss));
+	gx_status_t st = GX_ERR_NOMEM;
+
+	if (!keys || !miss)
+		goto out;
+	for (uint32_t i = 0; i < n; i++) {
+		if (!(keys[i] = malloc(96)))
+			goto out;
+		snprintf(keys[i], 96, "%s%s/%u", r->prefix, what, i);
+	}
+	st = gx_store_wait(r->st, (const char *const *)keys, n, r->abort_key, rv_left(r), miss, &nmiss);
+	if (st == GX_ERR_TIMEOUT && nmiss > 0) {
+		char list[200] = "";
+		size_t len = 0;
+		for (uint32_t i = 0; i < nmiss && len + 16 < sizeof(list); i++)
+			len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%u",
+						i == 0 ? "" : ", ", miss[i]);
+		if (len + 16 >= sizeof(list) && nmiss > 1)
+			snprintf(list + len, sizeof(list) - len, ", ...");
+		st = gx_error(GX_ERR_TIMEOUT, "rank%s %s of %u %s the store at %s within %u ms%s",
+			      nmiss > 1 ? "s" : "", list, n, phase, r->c->boot.store, r->timeout_ms,
+			      !strcmp(what, "addr") ? ": was it started, with the same GX_STORE and "
+			      "job id? (gx-run -n N starts all N)" : ": did it die while connecting?");
+	}
+out:
+	if (keys)
+		for (uint32_t i = 0; i < n; i++)
+			free(keys[i]);
+	free(keys);
+	free(miss);
+	return st;
+}
+
+static gx_status_t rendezvous(struct gx_comm *c)
+{
+	struct rv r = { .c = c };
+	struct rv_record me = { 0 }, peer;
+	char key[96];
+	int64_t claims = 0;
+	size_t len = GX_ADDR_MAX;
+	gx_status_t st;
+	const uint32_t rank = (uint32_t)c->boot.rank, size = (uint32_t)c->boot.size;
+
+	r.timeout_ms = c->opts.store_timeout_ms ? c->opts.store_timeout_ms : RV_DEFAULT_TIMEOUT_MS;
+	r.deadline = gx_now_ns() + (uint64_t)r.timeout_ms * 1000000ull;
+	snprintf(r.prefix, sizeof(r.prefix), "gx/%u/%u/", c->boot.job_id, comm_generation);
+	snprintf(r.abort_key, sizeof(r.abort_key), "%sabort", r.prefix);
+
+	if (c->boot.serve && !(c->server = gx_store_server_start(c->boot.store, 0)))
+		return wrap(GX_ERR_IO, "rank %u serves the rendezvous store", rank);
+	if (!(r.st = gx_store_connect(c->boot.store, r.timeout_ms)))
+		return GX_ERR_TIMEOUT;
+
+	snprintf(key, sizeof(key), "%sclaim/%u", r.prefix, rank);
+	if ((st = gx_store_add(r.st, key, 1, &claims)) < 0)
+		goto out;
+	if (claims > 1) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "rank %u was started more than once (job %u): give every "
+			 "process its own GX_RANK", rank, c->boot.job_id);
+		rv_abort(&r, msg);
+		st = gx_error(GX_ERR_INVAL, "%s", msg);
+		goto out;
+	}
+
+	me.magic = RV_MAGIC;
+	me.version = RV_VERSION;
+	me.size = size;
+	me.rank = rank;
+	snprintf(me.backend, sizeof(me.backend), "%s", c->opts.tr.backend);
+	if ((st = gx_net_local_addr(c->net, me.blob, &len)) < 0)
+		goto fail_abort;
+	if (len > GX_ADDR_MAX) {
+		st = gx_error(GX_ERR_INVAL, "transport %s: address blob of %zu bytes exceeds %d",
+			      me.backend, len, GX_ADDR_MAX);
+		goto fail_abort;
+	}
+	me.blob_len = (uint32_t)len;
+	snprintf(key, sizeof(key), "%saddr/%u", r.prefix, rank);
+	if ((st = gx_store_set(r.st, key, &me, sizeof(me))) < 0)
+		goto out;
+	if ((st = rv_wait_all(&r, "addr", "never joined")) < 0)
+		goto out;
+
+	for (uint32_t p = 0; p < size; p++) {
+		size_t got = 0;
+		if (p == rank)
+			continue;
+		snprintf(key, sizeof(key), "%saddr/%u", r.prefix, p);
+		if ((st = gx_store_get(r.st, key, &peer, sizeof(peer), &got, rv_left(&r))) < 0)
+			goto out;
+		if (got != sizeof(peer) || peer.magic != RV_MAGIC || peer.version != RV_VERSION ||
+		    peer.rank != p || peer.blob_len > GX_ADDR_MAX) {
+			st = gx_error(GX_ERR_CORRUPT, "rank %u's rendezvous record is malformed: is "
+				      "another program or gx version using the store at %s?", p,
+				      c->boot.store);
+			goto fail_abort;
+		}
+		if (peer.size != size) {
+			st = gx_error(GX_ERR_INVAL, "wrong world size: rank %u was started with %u ranks, "
+				      "rank %u with %u: give every rank the same GX_SIZE (or --size)",
+				      p, peer.size, rank, size);
+			goto fail_abort;
+		}
+		peer.backend[sizeof(peer.backend) - 1] = '\0';
+		if (strcmp(peer.backend, me.backend)) {
+			st = gx_error(GX_ERR_INVAL, "rank %u uses transport %s, rank %u uses %s: give "
+				      "every rank the same GX_TRANSPORT", p, peer.backend, rank,
+				      me.backend);
+			goto fail_abort;
+		}
+		if ((st = gx_net_connect(c->net, p, peer.blob, peer.blob_len)) < 0) {
+			st = wrap(st, "connecting to rank %u", p);
+			goto fail_abort;
+		}
+	}
+
+	snprintf(key, sizeof(key), "%sready/%u", r.prefix, rank);
+	if ((st = gx_store_set(r.st, key, "1", 1)) < 0)
+		goto out;
+	st = rv_wait_all(&r, "ready", "joined but never finished connecting to");
+	goto out;
+fail_abort: {
+	char msg[512];
+	snprintf(msg, sizeof(msg), "%s", gx_last_error());
+	rv_abort(&r, msg);
+	gx_error(st, "%s", msg);
+}
+out:
+	gx_store_close(r.st);
+	return st;
+}
+
+static char *keep(struct gx_comm *c, int slot, const char *s)
+{
+	if (!s)
+		return NULL;
+	c->strs[slot] = strdup(s);
+	return c->strs[slot];
+}
+
+struct gx_comm *gx_comm_init(const struct gx_comm_opts *o)
+{
+	struct gx_comm *c = calloc(1, sizeof(*c));
+	struct gx_core_choice choice;
+	gx_status_t st;
+
+	if (!c) {
+		gx_error(GX_ERR_NOMEM, "gx_comm_init: out of memory");
+		return NULL;
+	}
+	c->opts = *o;
+	c->engine_core = -1;
+	c->opts.tr.backend = keep(c, 0, o->tr.backend && *o->tr.backend ? o->tr.backend : "udp");
+	c->opts.tr.udp_ip = keep(c, 1, o->tr.udp_ip);
+	c->opts.tr.dpdk_eal = keep(c, 2, o->tr.dpdk_eal);
+	c->opts.tr.dpdk_port = keep(c, 3, o->tr.dpdk_port);
+	c->opts.tr.dpdk_ip = keep(c, 4, o->tr.dpdk_ip);
+	c->opts.store = keep(c, 5, o->store);
+	if (!c->opts.tr.backend)
+		goto nomem;
+	if (gx_bootstrap_resolve(&c->opts, &c->boot) < 0)
+		goto fail;
+	c->opts.tr.rank = (uint32_t)c->boot.rank;
+	c->opts.tr.nranks = (uint32_t)c->boot.size;
+	c->opts.tr.job_id = c->boot.job_id;
+	comm_generation++;
+
+	if (!(c->net = gx_net_open(&c->opts.tr))) {
+		wrap(GX_ERR_IO, "rank %d: opening transport %s", c->boot.rank, c->opts.tr.backend);
+		goto fail;
+	}
+	if (c->boot.size > 1 && (st = rendezvous(c)) < 0) {
+		wrap(st, "rank %d of %d", c->boot.rank, c->boot.size);
+		goto fail;
+	}
+
+	if (c->opts.core >= 0) {
+		c->engine_core = c->opts.core;
+		snprintf(c->core_why, sizeof(c->core_why), "core %d from --core/GX_CORE", c->opts.core);
+	} else if (c->opts.progress == GX_PROGRESS_THREAD) {
+		if (gx_topo_pick_core(&c->opts.tr, c->boot.local_rank, &choice) < 0)
+			goto fail;
+		c->engine_core = choice.cpu;
+		snprintf(c->core_why, sizeof(c->core_why), "%s", choice.why);
+	}
+	if (c->opts.progress == GX_PROGRESS_THREAD) {
+		if (!(c->engine = gx_engine_start(c, c->engine_core)))
+			goto fail;
+	} else if (c->opts.core >= 0 && gx_topo_pin_self(c->opts.core) < 0) {
+		goto fail;    /* application-driven progress: an explicit core pins the caller */
+	}
+	return c;
+nomem:
+	gx_error(GX_ERR_NOMEM, "gx_comm_init: out of memory");
+fail:
+	gx_comm_destroy(c);
+	return NULL;
+}
+
+void gx_comm_destroy(struct gx_comm *c)
+{
+	if (!c)
+		return;
+	if (c->engine)
+		gx_engine_stop(c->engine);
+	if (c->coll_free && c->coll_state)
+		c->coll_free(c->coll_state);
+	if (c->net)
+		gx_net_close(c->net);
+	if (c->server)
+		gx_store_server_stop(c->server, RV_LINGER_MS);
+	for (size_t i = 0; i < sizeof(c->strs) / sizeof(c->strs[0]); i++)
+		free(c->strs[i]);
+	free(c);
+}
+
+uint32_t gx_comm_rank(const struct gx_comm *c)
+{
+	return (uint32_t)c->boot.rank;
+}
+
+uint32_t gx_comm_size(const struct gx_comm *c)
+{
+	return (uint32_t)c->boot.size;
+}
+
+struct gx_net *gx_comm_net(struct gx_comm *c)
+{
+	return c->net;
+}
+
+int gx_comm_core(const struct gx_comm *c)
+{
+	return c->engine_core;
+}
+
+void *gx_comm_coll_state(struct gx_comm *c)
+{
+	return c->coll_state;
+}
+
+void gx_comm_set_coll_state(struct gx_comm *c, void *state, void (*free_fn)(void *),
+			    int (*idle_poll)(struct gx_comm *c))
+{
+	c->coll_state = state;
+	c->coll_free = free_fn;
+	atomic_store(&c->idle_poll, idle_poll);
+}
+
+gx_status_t gx_comm_run(struct gx_comm *c, gx_status_t (*fn)(void *arg), void *arg)
+{
+	if (!c || !fn)
+		return gx_error(GX_ERR_INVAL, "gx_comm_run: NULL communicator or function");
+	if (c->engine)
+		return gx_engine_run(c->engine, fn, arg);
+	return fn(arg);
+}
