@@ -1,0 +1,70 @@
+/* coll_comm.c: collectives over a communicator: the per-comm state lives in the gx_comm slot and
+ * every operation runs where the communicator makes progress (gx_comm_run). */
+#include <string.h>
+
+#include "coll_internal.h"
+#include "gx_comm.h"
+
+static void state_free(void *p)
+{
+	gx_coll_close(p);
+}
+
+static int idle_poll(struct gx_comm *c)
+{
+	struct gx_coll *s = gx_comm_coll_state(c);
+	return s ? coll_poll(s, GX_COLL_NONE, NULL, NULL) : 0;
+}
+
+/* The comm's collective state, created on first use (on the thread that makes progress). */
+static struct gx_coll *comm_state(struct gx_comm *c)
+{
+	struct gx_coll *s = gx_comm_coll_state(c);
+
+	if (s)
+		return s;
+	if (!(s = gx_coll_open(gx_comm_net(c))))
+		return NULL;
+	gx_comm_set_coll_state(c, s, state_free, idle_poll);
+	return s;
+}
+
+uint32_t gx_coll_begin(struct gx_comm *c)
+{
+	struct gx_coll *s = comm_state(c);
+	return s ? coll_begin(s) : GX_COLL_NONE;
+}
+
+int gx_coll_poll(struct gx_comm *c, uint32_t coll_id, gx_deliver_fn fn, void *arg)
+{
+	struct gx_coll *s = comm_state(c);
+	return s ? coll_poll(s, coll_id, fn, arg) : GX_ERR_NOMEM;
+}
+
+struct ar_args {
+	struct gx_comm *c;
+	float *buf;
+	size_t count;
+	enum gx_redop op;
+	const struct gx_allreduce_opts *opts;
+};
+
+static gx_status_t run_allreduce(void *arg)
+{
+	struct ar_args *a = arg;
+	struct gx_coll *s = comm_state(a->c);
+
+	if (!s)
+		return gx_error(GX_ERR_NOMEM, "allreduce: cannot set up the collective state: %s", gx_last_error());
+	return gx_coll_allreduce(s, a->buf, a->count, a->op, a->opts);
+}
+
+gx_status_t gx_allreduce(struct gx_comm *c, float *buf, size_t count, enum gx_redop op,
+			 const struct gx_allreduce_opts *opts)
+{
+	struct ar_args a = { c, buf, count, op, opts };
+
+	if (!c)
+		return gx_error(GX_ERR_INVAL, "gx_allreduce: communicator is NULL (gx_comm_init)");
+	return gx_comm_run(c, run_allreduce, &a);
+}

@@ -1,0 +1,641 @@
+/* test_allreduce: allreduce results, exact to the bit.
+ *
+ * Without a network: the ring and rhd schedules of every rank agree with their peers' (what rank a
+ * sends in step g is what rank b expects from a in step g, range for range), and executing them in
+ * memory gives the reference sums.
+ *
+ * Over the udp transport on loopback, N forked ranks (address blobs exchanged through pipes set up
+ * by this program): every rank's buffer equals, bit for bit, the reference summed in the
+ * algorithm's fixed order (ring: shard j = x_j + x_{j+1} + ... + x_{j-1}; rhd: the binary tree of
+ * the folded ranks), for 1 to 5 ranks, 1 element to 16 MiB including odd sizes, both algorithms,
+ * sum/avg/max, with and without 5 % injected loss; a rank killed mid-allreduce is named in
+ * GX_ERR_PEER by every other rank within the peer timeout; a rank waiting for a late peer backs off
+ * (uses little CPU).  Inputs span 16 binades, so a different summation order changes the bits.
+ */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "coll_internal.h"
+#include "gx_collectives.h"
+#include "gx_rng.h"
+#include "gx_test.h"
+#include "gx_time.h"
+#include "gx_transport.h"
+
+#define MAXR 8
+
+/* ---- inputs and references ------------------------------------------------------------------ */
+
+static float input(uint64_t seed, uint32_t rank, size_t e)
+{
+	uint64_t key = gx_rng_key(seed, rank, 0, 0);
+	float u = gx_rng_uniform(key, (uint32_t)e) - 0.5f;
+	int ex = (int)(gx_rng_u32(key, (uint32_t)e ^ 0x80000000u) % 16) - 8;
+	return ldexpf(u, ex);
+}
+
+static float combine(enum gx_redop op, float a, float b)
+{
+	if (op == GX_OP_MAX)
+		return b > a ? b : a;
+	return a + b;
+}
+
+/* Expected element e in the algorithm's order. */
+static float reference(enum gx_allreduce_algo algo, enum gx_redop op, uint64_t seed, uint32_t n,
+		       size_t count, size_t e)
+{
+	float acc;
+
+	if (n == 1)
+		return input(seed, 0, e);
+	if (algo == GX_ALLREDUCE_RING) {
+		uint32_t j = 0;
+		for (j = 0; j < n; j++) {
+			size_t o, c;
+			ar_shard(count, n, j, &o, &c);
+			if (e >= o && e < o + c)
+				break;
+		}
+		acc = input(seed, j, e);
+		for (uint32_t t = 1; t < n; t++)
+			acc = combine(op, acc, input(seed, (j + t) % n, e));
+	} else {
+		uint32_t p = 1;
+		float y[64];
+		while (p * 2 <= n)
+			p *= 2;
+		uint32_t rem = n - p;
+		for (uint32_t v = 0; v < p; v++)
+			y[v] = v < rem ? combine(op, input(seed, 2 * v, e), input(seed, 2 * v + 1, e))
+				       : input(seed, v + rem, e);
+		for (uint32_t m = 1; m < p; m *= 2)
+			for (uint32_t v = 0; v < p; v++)
+				if (!(v & m) && !(v % m))
+					y[v] = combine(op, y[v], y[v | m]);
+		acc = y[0];
+	}
+	if (op == GX_OP_AVG)
+		acc = acc / (float)n;
+	return acc;
+}
+
+static uint64_t digest(const void *p, size_t len)
+{
+	const unsigned char *b = p;
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ b[i]) * 1099511628211ull;
+	return h;
+}
+
+/* ---- schedules without a network ------------------------------------------------------------ */
+
+struct sim {
+	uint32_t n;
+	struct ar_step *steps[MAXR];
+	uint32_t nsteps[MAXR];
+	float *buf[MAXR];
+	struct gx_coll fake[MAXR];
+};
+
+static void sim_build(struct sim *S, enum gx_allreduce_algo algo, uint32_t n, size_t count, uint32_t epp,
+		      int whole)
+{
+	memset(S, 0, sizeof(*S));
+	S->n = n;
+	for (uint32_t r = 0; r < n; r++) {
+		struct ar_run run;
+		memset(&run, 0, sizeof(run));
+		run.s = &S->fake[r];
+		run.rank = r;
+		run.n = n;
+		run.count = count;
+		run.epp = epp;
+		gx_status_t st = algo == GX_ALLREDUCE_RING ? ar_schedule_ring(&run) : ar_schedule_rhd(&run, whole);
+		CU_ASSERT_EQUAL_FATAL(st, GX_OK);
+		S->nsteps[r] = run.nsteps;
+		S->steps[r] = malloc(sizeof(struct ar_step) * (run.nsteps ? run.nsteps : 1));
+		memcpy(S->steps[r], run.steps, sizeof(struct ar_step) * run.nsteps);
+		free(S->fake[r].scratch);
+		S->buf[r] = malloc(sizeof(float) * (count ? count : 1));
+	}
+}
+
+static void sim_free(struct sim *S)
+{
+	for (uint32_t r = 0; r < S->n; r++) {
+		free(S->steps[r]);
+		free(S->buf[r]);
+	}
+}
+
+/* Run the schedules step-synchronously (a valid order for both executors) and compare. */
+static void sim_check(enum gx_allreduce_algo algo, uint32_t n, size_t count, uint32_t epp, int whole,
+		      enum gx_redop op)
+{
+	struct sim S;
+	uint64_t seed = 1000 + n * 31 + count;
+
+	sim_build(&S, algo, n, count, epp, whole);
+	for (uint32_t r = 1; r < n; r++)
+		CU_ASSERT_EQUAL_FATAL(S.nsteps[r], S.nsteps[0]);
+	for (uint32_t r = 0; r < n; r++)
+		for (size_t e = 0; e < count; e++)
+			S.buf[r][e] = input(seed, r, e);
+	float *snap[MAXR];
+	for (uint32_t r = 0; r < n; r++)
+		snap[r] = malloc(sizeof(float) * (count ? count : 1));
+	for (uint32_t g = 0; g < S.nsteps[0]; g++) {
+		for (uint32_t r = 0; r < n; r++)
+			memcpy(snap[r], S.buf[r], sizeof(float) * count);
+		for (uint32_t r = 0; r < n; r++) {
+			const struct ar_step *st = &S.steps[r][g];
+			if (st->send_peer == AR_NO_PEER)
+				continue;
+			uint32_t q = st->send_peer;
+			CU_ASSERT_FATAL(q < n && q != r);
+			const struct ar_step *rs = &S.steps[q][g];
+			/* the receiver expects exactly this range from exactly this rank */
+			CU_ASSERT_EQUAL_FATAL(rs->recv_peer, r);
+			CU_ASSERT_EQUAL_FATAL(rs->recv_cnt, st->send_cnt);
+			CU_ASSERT_EQUAL_FATAL(rs->recv_chunks, st->send_chunks);
+			for (size_t i = 0; i < st->send_cnt; i++) {
+				float *d = &S.buf[q][rs->recv_off + i];
+				float v = snap[r][st->send_off + i];
+				*d = rs->recv_op == AR_COPY ? v : combine(op, *d, v);
+				if (rs->owner && op == GX_OP_AVG)
+					*d = *d / (float)n;
+			}
+		}
+		for (uint32_t r = 0; r < n; r++) {     /* every expected receive has a sender */
+			const struct ar_step *rs = &S.steps[r][g];
+			if (rs->recv_peer != AR_NO_PEER)
+				CU_ASSERT_EQUAL_FATAL(S.steps[rs->recv_peer][g].send_peer, r);
+		}
+	}
+	size_t bad = 0;
+	for (uint32_t r = 0; r < n; r++)
+		for (size_t e = 0; e < count; e++) {
+			float want = reference(algo, op, seed, n, count, e);
+			float got = S.buf[r][e];
+			if (algo == GX_ALLREDUCE_RHD && op == GX_OP_AVG)
+				got = got / (float)n;     /* rhd divides at the end, on every rank */
+			if (memcmp(&want, &got, 4))
+				bad++;
+		}
+	CU_ASSERT_EQUAL(bad, 0);
+	if (bad)
+		fprintf(stderr, "sim %s n=%u count=%zu epp=%u whole=%d op=%d: %zu wrong\n",
+			gx_allreduce_algo_name(algo), n, count, epp, whole, op, bad);
+	for (uint32_t r = 0; r < n; r++)
+		free(snap[r]);
+	sim_free(&S);
+}
+
+static void test_schedules(void)
+{
+	static const size_t counts[] = { 1, 2, 3, 7, 8, 17, 100, 1001, 4099 };
+	for (uint32_t n = 1; n <= MAXR; n++)
+		for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+			for (int op = GX_OP_SUM; op <= GX_OP_MAX; op++) {
+				sim_check(GX_ALLREDUCE_RING, n, counts[i], 7, 0, (enum gx_redop)op);
+				sim_check(GX_ALLREDUCE_RHD, n, counts[i], 7, 0, (enum gx_redop)op);
+				sim_check(GX_ALLREDUCE_RHD, n, counts[i], 7, 1, (enum gx_redop)op);
+			}
+}
+
+static void test_choose(void)
+{
+	struct gx_allreduce_opts o;
+	enum gx_allreduce_algo a;
+
+	gx_allreduce_opts_default(&o);
+	CU_ASSERT_EQUAL(gx_allreduce_choose(4, 4, &o), GX_ALLREDUCE_RHD);
+	CU_ASSERT_EQUAL(gx_allreduce_choose(64u << 20, 4, &o), GX_ALLREDUCE_RING);
+	o.algo = GX_ALLREDUCE_RING;
+	CU_ASSERT_EQUAL(gx_allreduce_choose(4, 4, &o), GX_ALLREDUCE_RING);
+	CU_ASSERT_EQUAL(gx_allreduce_algo_parse("rhd", &a), GX_OK);
+	CU_ASSERT_EQUAL(a, GX_ALLREDUCE_RHD);
+	CU_ASSERT_EQUAL(gx_allreduce_algo_parse("tree", &a), GX_ERR_INVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "ring"));
+}
+
+/* ---- forked ranks over a real transport ----------------------------------------------------- */
+
+struct world_cfg {
+	uint32_t n;
+	double drop;
+	uint32_t peer_timeout_ms;
+};
+
+/* What a rank reports to the parent, one record per case. */
+struct report {
+	int32_t status;
+	uint32_t wrong;
+	uint64_t digest;
+	uint64_t t_ns;            /* gx_now_ns() when the case ended */
+	uint64_t cpu_us;          /* CPU time the case used */
+	uint64_t retx;
+	char msg[200];
+};
+
+typedef void (*rank_fn)(struct gx_coll *s, uint32_t rank, uint32_t n, int up);
+
+static void report_send(int up, const struct report *r)
+{
+	ssize_t w = write(up, r, sizeof(*r));
+	(void)w;
+}
+
+static uint64_t cpu_us(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (uint64_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_sec * 1000000 +
+	       ru.ru_stime.tv_usec;
+}
+
+static void child(const struct world_cfg *w, uint32_t rank, int up, int down, rank_fn fn)
+{
+	struct gx_transport_opts o;
+	unsigned char blob[GX_ADDR_MAX];
+	size_t len = sizeof(blob);
+
+	memset(&o, 0, sizeof(o));
+	o.backend = "udp";
+	o.udp_ip = "127.0.0.1";
+	o.rank = rank;
+	o.nranks = w->n;
+	o.job_id = 4242;
+	o.peer_timeout_ms = w->peer_timeout_ms;
+	o.fault.drop = w->drop;
+	o.fault.seed = 77 + rank;
+	struct gx_net *net = gx_net_open(&o);
+	if (!net || gx_net_local_addr(net, blob, &len) < 0) {
+		fprintf(stderr, "rank %u: %s\n", rank, gx_last_error());
+		_exit(3);
+	}
+	uint32_t l32 = (uint32_t)len;
+	if (write(up, &l32, 4) != 4 || write(up, blob, len) != (ssize_t)len)
+		_exit(3);
+	for (uint32_t p = 0; p < w->n; p++) {
+		unsigned char pb[GX_ADDR_MAX];
+		uint32_t pl;
+		if (read(down, &pl, 4) != 4 || pl > sizeof(pb) || read(down, pb, pl) != (ssize_t)pl)
+			_exit(3);
+		if (p != rank && gx_net_connect(net, p, pb, pl) < 0) {
+			fprintf(stderr, "rank %u: connect %u: %s\n", rank, p, gx_last_error());
+			_exit(3);
+		}
+	}
+	struct gx_coll *s = gx_coll_open(net);
+	if (!s)
+		_exit(3);
+	fn(s, rank, w->n, up);
+	/* Keep polling (acking, retransmitting our last packets) until every rank is done, as the
+	 * engine's idle loop does between collectives. */
+	uint64_t idle_since = gx_now_ns();
+	for (;;) {
+		struct pollfd pf = { down, POLLIN, 0 };
+		if (poll(&pf, 1, 0) != 0)
+			break;
+		int got = coll_poll(s, GX_COLL_NONE, NULL, NULL);
+		uint64_t now = gx_now_ns();
+		if (got > 0)
+			idle_since = now;
+		if (got < 0)
+			idle_since = now - 1000000000ull;   /* a dead peer (kill test): just wait */
+		gx_idle_backoff(now - idle_since);
+	}
+	gx_coll_close(s);
+	gx_net_close(net);
+	_exit(0);
+}
+
+struct world {
+	uint32_t n;
+	pid_t pid[MAXR];
+	int up[MAXR], down[MAXR];
+};
+
+static int world_start(struct world *W, const struct world_cfg *w, rank_fn fn)
+{
+	memset(W, 0, sizeof(*W));
+	W->n = w->n;
+	fflush(stdout);
+	fflush(stderr);
+	for (uint32_t r = 0; r < w->n; r++) {
+		int u[2], d[2];
+		if (pipe(u) || pipe(d))
+			return -1;
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(u[0]);
+			close(d[1]);
+			for (uint32_t q = 0; q < r; q++) {
+				close(W->up[q]);
+				close(W->down[q]);
+			}
+			child(w, r, u[1], d[0], fn);
+		}
+		close(u[1]);
+		close(d[0]);
+		W->pid[r] = pid;
+		W->up[r] = u[0];
+		W->down[r] = d[1];
+	}
+	unsigned char blobs[MAXR][GX_ADDR_MAX];
+	uint32_t lens[MAXR];
+	for (uint32_t r = 0; r < w->n; r++)
+		if (read(W->up[r], &lens[r], 4) != 4 || lens[r] > GX_ADDR_MAX ||
+		    read(W->up[r], blobs[r], lens[r]) != (ssize_t)lens[r])
+			return -1;
+	for (uint32_t r = 0; r < w->n; r++)
+		for (uint32_t p = 0; p < w->n; p++)
+			if (write(W->down[r], &lens[p], 4) != 4 || write(W->down[r], blobs[p], lens[p]) != (ssize_t)lens[p])
+				return -1;
+	return 0;
+}
+
+/* Read one report from rank r within timeout_ms; -1 on timeout or a dead rank. */
+static int world_report(struct world *W, uint32_t r, struct report *rep, int timeout_ms)
+{
+	struct pollfd pf = { W->up[r], POLLIN, 0 };
+	if (poll(&pf, 1, timeout_ms) != 1)
+		return -1;
+	return read(W->up[r], rep, sizeof(*rep)) == sizeof(*rep) ? 0 : -1;
+}
+
+static void world_end(struct world *W)
+{
+	for (uint32_t r = 0; r < W->n; r++) {
+		char go = 1;
+		if (write(W->down[r], &go, 1) < 0) {
+		}
+		close(W->down[r]);
+	}
+	for (uint32_t r = 0; r < W->n; r++) {
+		int status;
+		for (int i = 0; i < 200; i++) {
+			if (waitpid(W->pid[r], &status, WNOHANG) == W->pid[r])
+				break;
+			if (i == 199) {
+				kill(W->pid[r], SIGKILL);
+				waitpid(W->pid[r], &status, 0);
+			}
+			struct timespec ts = { 0, 50 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+		close(W->up[r]);
+	}
+}
+
+/* ---- the cases ------------------------------------------------------------------------------ */
+
+struct ar_case {
+	enum gx_allreduce_algo algo;
+	enum gx_redop op;
+	size_t count;
+};
+
+static const struct ar_case *g_cases;
+static size_t g_ncases;
+
+static void run_cases(struct gx_coll *s, uint32_t rank, uint32_t n, int up)
+{
+	for (size_t c = 0; c < g_ncases; c++) {
+		const struct ar_case *k = &g_cases[c];
+		uint64_t seed = 5000 + c;
+		struct report rep;
+		struct gx_allreduce_opts o;
+		float *buf = malloc(sizeof(float) * (k->count ? k->count : 1));
+
+		memset(&rep, 0, sizeof(rep));
+		for (size_t e = 0; e < k->count; e++)
+			buf[e] = input(seed, rank, e);
+		gx_allreduce_opts_default(&o);
+		o.algo = k->algo;
+		rep.status = gx_coll_allreduce(s, buf, k->count, k->op, &o);
+		if (rep.status < 0)
+			snprintf(rep.msg, sizeof(rep.msg), "%s", gx_last_error());
+		for (size_t e = 0; e < k->count && rep.status >= 0; e++) {
+			float want = reference(k->algo, k->op, seed, n, k->count, e);
+			if (memcmp(&want, &buf[e], 4)) {
+				if (!rep.wrong)
+					snprintf(rep.msg, sizeof(rep.msg), "element %zu: got %a want %a", e,
+						 (double)buf[e], (double)want);
+				rep.wrong++;
+			}
+		}
+		rep.digest = digest(buf, k->count * 4);
+		struct gx_peer_counters pc;
+		gx_net_peer_counters(s->net, GX_PEER_ANY, &pc);
+		rep.retx = pc.retransmitted;
+		report_send(up, &rep);
+		free(buf);
+	}
+}
+
+static void run_world(const struct world_cfg *w, const struct ar_case *cases, size_t ncases, int timeout_ms)
+{
+	struct world W;
+	uint64_t retx = 0;
+
+	g_cases = cases;
+	g_ncases = ncases;
+	CU_ASSERT_EQUAL_FATAL(world_start(&W, w, run_cases), 0);
+	for (size_t c = 0; c < ncases; c++) {
+		uint64_t d0 = 0;
+		for (uint32_t r = 0; r < w->n; r++) {
+			struct report rep;
+			int ok = world_report(&W, r, &rep, timeout_ms);
+			CU_ASSERT_EQUAL(ok, 0);
+			if (ok) {
+				fprintf(stderr, "n=%u case %zu (%s count %zu): rank %u did not report\n", w->n, c,
+					gx_allreduce_algo_name(cases[c].algo), cases[c].count, r);
+				world_end(&W);
+				return;
+			}
+			CU_ASSERT_EQUAL(rep.status, GX_OK);
+			CU_ASSERT_EQUAL(rep.wrong, 0);
+			if (rep.status != GX_OK || rep.wrong)
+				fprintf(stderr, "n=%u drop=%.2f case %zu (%s op %d count %zu) rank %u: %s, %u wrong: %s\n",
+					w->n, w->drop, c, gx_allreduce_algo_name(cases[c].algo), cases[c].op,
+					cases[c].count, r, gx_status_str(rep.status), rep.wrong, rep.msg);
+			if (r == 0)
+				d0 = rep.digest;
+			CU_ASSERT_EQUAL(rep.digest, d0);     /* bit-identical on every rank */
+			if (c + 1 == ncases)
+				retx += rep.retx;
+		}
+	}
+	if (w->drop > 0)
+		CU_ASSERT(retx > 0);      /* the loss really happened and was repaired */
+	world_end(&W);
+}
+
+#define MIB4 (4u << 20)           /* 16 MiB of floats */
+
+static void test_udp_sizes(void)
+{
+	static const size_t counts[] = { 1, 2, 5, 358, 359, 1001, 65537, 300007 };
+	struct ar_case cases[2 * 3 * 8 + 2];
+
+	for (uint32_t n = 1; n <= 5; n++) {
+		size_t nc = 0;
+		for (int a = GX_ALLREDUCE_RING; a <= GX_ALLREDUCE_RHD; a++)
+			for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+				enum gx_redop op = (enum gx_redop)(i % 3);
+				cases[nc++] = (struct ar_case){ (enum gx_allreduce_algo)a, op, counts[i] };
+			}
+		if (n == 2 || n == 3) {       /* 16 MiB (odd element count: 4M + 3) */
+			cases[nc++] = (struct ar_case){ GX_ALLREDUCE_RING, GX_OP_SUM, MIB4 + 3 };
+			cases[nc++] = (struct ar_case){ GX_ALLREDUCE_RHD, GX_OP_AVG, MIB4 + 3 };
+		}
+		struct world_cfg w = { n, 0.0, 10000 };
+		run_world(&w, cases, nc, 60000);
+	}
+}
+
+static void test_udp_loss(void)
+{
+	static const struct ar_case cases[] = {
+		{ GX_ALLREDUCE_RHD, GX_OP_SUM, 1 },
+		{ GX_ALLREDUCE_RING, GX_OP_SUM, 3 },
+		{ GX_ALLREDUCE_RING, GX_OP_AVG, 100003 },
+		{ GX_ALLREDUCE_RHD, GX_OP_SUM, 100003 },
+		{ GX_ALLREDUCE_RHD, GX_OP_AVG, 1500 },
+		{ GX_ALLREDUCE_RING, GX_OP_MAX, 20001 },
+	};
+	for (uint32_t n = 2; n <= 5; n += 3) {
+		struct world_cfg w = { n, 0.05, 10000 };
+		run_world(&w, cases, sizeof(cases) / sizeof(cases[0]), 60000);
+	}
+}
+
+/* ---- a rank killed mid-allreduce ------------------------------------------------------------ */
+
+#define KILL_TIMEOUT_MS 1500
+#define KILL_COUNT (1u << 20)
+
+static void run_until_error(struct gx_coll *s, uint32_t rank, uint32_t n, int up)
+{
+	struct report rep;
+	float *buf = malloc(sizeof(float) * KILL_COUNT);
+	struct gx_allreduce_opts o;
+
+	(void)n;
+	gx_allreduce_opts_default(&o);
+	o.algo = GX_ALLREDUCE_RING;
+	memset(&rep, 0, sizeof(rep));
+	for (size_t e = 0; e < KILL_COUNT; e++)
+		buf[e] = 1.0f;
+	if (rank == 2)                /* tell the parent the victim is inside the allreduces */
+		report_send(up, &rep);
+	for (int i = 0; i < 100000; i++) {
+		rep.status = gx_coll_allreduce(s, buf, KILL_COUNT, GX_OP_AVG, &o);
+		if (rep.status < 0)
+			break;
+	}
+	rep.t_ns = gx_now_ns();
+	snprintf(rep.msg, sizeof(rep.msg), "%s", gx_last_error());
+	report_send(up, &rep);
+	free(buf);
+}
+
+static void test_peer_killed(void)
+{
+	struct world_cfg w = { 3, 0.0, KILL_TIMEOUT_MS };
+	struct world W;
+	struct report rep;
+
+	CU_ASSERT_EQUAL_FATAL(world_start(&W, &w, run_until_error), 0);
+	CU_ASSERT_EQUAL_FATAL(world_report(&W, 2, &rep, 10000), 0);
+	struct timespec ts = { 0, 100 * 1000 * 1000 };
+	nanosleep(&ts, NULL);
+	uint64_t killed = gx_now_ns();
+	kill(W.pid[2], SIGKILL);
+	for (uint32_t r = 0; r < 2; r++) {
+		int ok = world_report(&W, r, &rep, KILL_TIMEOUT_MS + 10000);
+		CU_ASSERT_EQUAL(ok, 0);
+		if (ok)
+			continue;
+		double after_ms = (double)(rep.t_ns - killed) / 1e6;
+		fprintf(stderr, "rank %u: %s after %.0f ms: %s\n", r, gx_status_str(rep.status), after_ms, rep.msg);
+		CU_ASSERT_EQUAL(rep.status, GX_ERR_PEER);
+		CU_ASSERT_PTR_NOT_NULL(strstr(rep.msg, "rank 2"));
+		CU_ASSERT(after_ms <= KILL_TIMEOUT_MS + 1000);
+	}
+	world_end(&W);
+}
+
+/* ---- a rank that waits for a late peer sleeps ----------------------------------------------- */
+
+#define LATE_MS 600
+
+static void run_late(struct gx_coll *s, uint32_t rank, uint32_t n, int up)
+{
+	struct report rep;
+	float x = (float)rank + 1.0f;
+
+	(void)n;
+	memset(&rep, 0, sizeof(rep));
+	if (rank == 1) {
+		struct timespec ts = { 0, LATE_MS * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	uint64_t c0 = cpu_us(), t0 = gx_now_ns();
+	rep.status = gx_coll_allreduce(s, &x, 1, GX_OP_SUM, NULL);
+	rep.cpu_us = cpu_us() - c0;
+	rep.t_ns = gx_now_ns() - t0;
+	rep.wrong = x != 3.0f;
+	report_send(up, &rep);
+}
+
+static void test_idle_backoff(void)
+{
+	struct world_cfg w = { 2, 0.0, 10000 };
+	struct world W;
+	struct report rep;
+
+	CU_ASSERT_EQUAL_FATAL(world_start(&W, &w, run_late), 0);
+	CU_ASSERT_EQUAL_FATAL(world_report(&W, 0, &rep, 20000), 0);
+	CU_ASSERT_EQUAL(rep.status, GX_OK);
+	CU_ASSERT_EQUAL(rep.wrong, 0);
+	double wall_ms = (double)rep.t_ns / 1e6, cpu_ms = (double)rep.cpu_us / 1e3;
+	fprintf(stderr, "waiting rank: %.0f ms wall, %.1f ms CPU\n", wall_ms, cpu_ms);
+	CU_ASSERT(wall_ms >= LATE_MS / 2);
+	CU_ASSERT(cpu_ms < 0.25 * wall_ms);
+	CU_ASSERT_EQUAL(world_report(&W, 1, &rep, 20000), 0);
+	world_end(&W);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	static CU_TestInfo sched[] = {
+		{ "ring and rhd schedules match and sum in order (1-8 ranks)", test_schedules },
+		{ "algorithm choice and names", test_choose },
+		CU_TEST_INFO_NULL,
+	};
+	static CU_TestInfo udp[] = {
+		{ "bit-identical, reference order, 1-5 ranks, 1 element to 16 MiB", test_udp_sizes },
+		{ "5% loss", test_udp_loss },
+		{ "rank killed mid-allreduce is named", test_peer_killed },
+		{ "idle rank backs off", test_idle_backoff },
+		CU_TEST_INFO_NULL,
+	};
+	static CU_SuiteInfo suites[] = {
+		{ "schedule", NULL, NULL, NULL, NULL, sched },
+		{ "udp", NULL, NULL, NULL, NULL, udp },
+		CU_SUITE_INFO_NULL,
+	};
+	return gx_test_main(suites);
+}
