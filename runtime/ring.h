@@ -16,13 +16,16 @@
 
 #define GX_CACHE_LINE 64
 
-struct gx_spsc {
-	_Alignas(GX_CACHE_LINE) _Atomic uint32_t head;   /* next slot the producer fills */
-	uint32_t tail_cache;                             /* producer's view of tail */
-	_Alignas(GX_CACHE_LINE) _Atomic uint32_t tail;   /* next slot the consumer empties */
-	uint32_t head_cache;                             /* consumer's view of head */
-	_Alignas(GX_CACHE_LINE) uint32_t mask;
-	void *slot[];
+struct gx_spsc {                                 /* allocated cache-line aligned */
+	_Atomic uint32_t head;                       /* next slot the producer fills */
+	uint32_t tail_cache;                         /* producer's view of tail */
+	char pad0[GX_CACHE_LINE - 8];                /* (padding, not _Alignas: GCC 12 warns wrongly
+						      * on atomics in over-aligned members) */
+	_Atomic uint32_t tail;                       /* next slot the consumer empties */
+	uint32_t head_cache;                         /* consumer's view of head */
+	char pad1[GX_CACHE_LINE - 8];
+	uint32_t mask;
+	void **slot;
 };
 
 /* capacity: rounded up to a power of two (>= 2).  NULL when out of memory. */
@@ -31,18 +34,26 @@ static inline struct gx_spsc *gx_spsc_create(uint32_t capacity)
 	uint32_t cap = 2;
 	while (cap < capacity && cap < (1u << 30))
 		cap <<= 1;
-	size_t bytes = sizeof(struct gx_spsc) + (size_t)cap * sizeof(void *);
-	bytes = (bytes + GX_CACHE_LINE - 1) / GX_CACHE_LINE * GX_CACHE_LINE;
-	struct gx_spsc *r = aligned_alloc(GX_CACHE_LINE, bytes);
-	if (!r)
+	void *mem = NULL;
+	if (posix_memalign(&mem, GX_CACHE_LINE, sizeof(struct gx_spsc)) != 0)
+		mem = NULL;
+	struct gx_spsc *r = mem;
+	void **slot = calloc(cap, sizeof(void *));
+	if (!r || !slot) {
+		free(r);
+		free(slot);
 		return NULL;
-	memset(r, 0, bytes);
+	}
+	memset(r, 0, sizeof(*r));
 	r->mask = cap - 1;
+	r->slot = slot;
 	return r;
 }
 
 static inline void gx_spsc_free(struct gx_spsc *r)
 {
+	if (r)
+		free(r->slot);
 	free(r);
 }
 

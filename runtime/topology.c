@@ -25,6 +25,26 @@
 #include <hwloc.h>
 #endif
 
+/* The CPUs this process was started with (taskset, cgroups, Slurm binding), captured when libgx is
+ * loaded, before the application pins any of its threads: a thread's own mask (inherited by the
+ * threads it creates) would hide the cores the engine may use. */
+static cpu_set_t launch_mask;
+static int launch_mask_ok;
+
+__attribute__((constructor)) static void capture_launch_mask(void)
+{
+	launch_mask_ok = sched_getaffinity(0, sizeof(launch_mask), &launch_mask) == 0;
+}
+
+static int allowed_cpus(cpu_set_t *s)
+{
+	if (launch_mask_ok) {
+		*s = launch_mask;
+		return 0;
+	}
+	return sched_getaffinity(0, sizeof(*s), s);
+}
+
 static int read_int_file(const char *path, int *out)
 {
 	FILE *f = fopen(path, "r");
@@ -183,7 +203,7 @@ gx_status_t gx_topo_pick_core(const struct gx_transport_opts *tr, int local_rank
 	memset(out, 0, sizeof(*out));
 	out->cpu = -1;
 	out->numa = -1;
-	if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
+	if (allowed_cpus(&allowed) < 0)
 		return gx_error(GX_ERR_IO, "sched_getaffinity: %s", strerror(errno));
 	if (tr && !strcmp(backend, "dpdk") && looks_like_pci(tr->dpdk_port)) {
 		snprintf(nic, sizeof(nic), "%s", tr->dpdk_port);
@@ -282,7 +302,7 @@ gx_status_t gx_topo_pin_self(int cpu)
 
 	if (cpu < 0 || cpu >= CPU_SETSIZE)
 		return gx_error(GX_ERR_INVAL, "core %d is out of range", cpu);
-	if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0 && !CPU_ISSET(cpu, &allowed)) {
+	if (allowed_cpus(&allowed) == 0 && !CPU_ISSET(cpu, &allowed)) {
 		char list[128];
 		cpus_str(&allowed, list, sizeof(list));
 		return gx_error(GX_ERR_INVAL, "core %d is not allowed to this process (allowed: %s): "
@@ -378,7 +398,7 @@ void gx_topo_print(FILE *f)
 	fprintf(f, "topology: built without hwloc (GX_HAVE_HWLOC=0): %ld online cpus\n",
 		sysconf(_SC_NPROCESSORS_ONLN));
 #endif
-	if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) {
+	if (allowed_cpus(&allowed) == 0) {
 		cpus_str(&allowed, list, sizeof(list));
 		fprintf(f, "cpus allowed to this process: %s\n", list);
 	}

@@ -1,0 +1,396 @@
+/* test_runtime.c: the SPSC ring under two threads, the engine thread (order, statuses, messages,
+ * pinning), application-driven progress, and gx_comm_init with 1..5 forked ranks over udp on
+ * loopback, each rank exchanging a packet with every other through the connected gx_net. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gx_comm.h"
+#include "gx_test.h"
+#include "gx_time.h"
+#include "gx_topology.h"
+#include "ring.h"
+
+/* ---- SPSC ring -------------------------------------------------------------------------------- */
+static void test_ring_basic(void)
+{
+	struct gx_spsc *r = gx_spsc_create(5);     /* rounded up to 8 */
+	uintptr_t v;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	if (!r)
+		return;     /* (tells GCC the NULL path ends; CUnit's FATAL longjmps) */
+	CU_ASSERT_PTR_NULL(gx_spsc_pop(r));
+	for (v = 1; v <= 8; v++)
+		CU_ASSERT_EQUAL(gx_spsc_push(r, (void *)v), 1);
+	CU_ASSERT_EQUAL(gx_spsc_push(r, (void *)9), 0);   /* full */
+	CU_ASSERT_EQUAL(gx_spsc_count(r), 8);
+	for (v = 1; v <= 8; v++)
+		CU_ASSERT_EQUAL((uintptr_t)gx_spsc_pop(r), v);
+	CU_ASSERT_PTR_NULL(gx_spsc_pop(r));
+	gx_spsc_free(r);
+
+	/* indices wrapping past 2^32 keep FIFO order and the full/empty tests right */
+	r = gx_spsc_create(4);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	if (!r)
+		return;
+	atomic_store(&r->head, UINT32_MAX - 5);
+	atomic_store(&r->tail, UINT32_MAX - 5);
+	r->tail_cache = r->head_cache = UINT32_MAX - 5;
+	uintptr_t next = 1, expect = 1;
+	for (int round = 0; round < 10; round++) {
+		while (gx_spsc_push(r, (void *)next))
+			next++;
+		CU_ASSERT_EQUAL(gx_spsc_count(r), 4);
+		for (int i = 0; i < 3; i++)
+			CU_ASSERT_EQUAL((uintptr_t)gx_spsc_pop(r), expect++);
+	}
+	void *p;
+	while ((p = gx_spsc_pop(r)))
+		CU_ASSERT_EQUAL((uintptr_t)p, expect++);
+	CU_ASSERT_EQUAL(expect, next);
+	gx_spsc_free(r);
+}
+
+#define RING_ITEMS 2000000u
+
+struct ring_arg {
+	struct gx_spsc *r;
+	uint64_t errors, received;
+};
+
+static void *ring_consumer(void *arg)
+{
+	struct ring_arg *a = arg;
+	uintptr_t expect = 1;
+	while (expect <= RING_ITEMS) {
+		void *p = gx_spsc_pop(a->r);
+		if (!p) {
+			sched_yield();
+			continue;
+		}
+		if ((uintptr_t)p != expect)
+			a->errors++;
+		expect = (uintptr_t)p + 1;
+		a->received++;
+	}
+	return NULL;
+}
+
+static void test_ring_threads(void)
+{
+	struct ring_arg a = { .r = gx_spsc_create(64) };
+	pthread_t th;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a.r);
+	if (!a.r)
+		return;
+	pthread_create(&th, NULL, ring_consumer, &a);
+	for (uintptr_t v = 1; v <= RING_ITEMS; v++)
+		while (!gx_spsc_push(a.r, (void *)v))
+			sched_yield();
+	pthread_join(th, NULL);
+	CU_ASSERT_EQUAL(a.errors, 0);
+	CU_ASSERT_EQUAL(a.received, RING_ITEMS);
+	CU_ASSERT_PTR_NULL(gx_spsc_pop(a.r));
+	gx_spsc_free(a.r);
+}
+
+/* ---- engine ------------------------------------------------------------------------------------ */
+static struct gx_comm *one_rank(enum gx_progress p, int core)
+{
+	struct gx_comm_opts o;
+	gx_comm_opts_default(&o);
+	o.rank = 0;
+	o.size = 1;
+	o.progress = p;
+	o.core = core;
+	o.tr.udp_ip = "127.0.0.1";
+	return gx_comm_init(&o);
+}
+
+struct job {
+	int seq;
+	int *log, *nlog;
+	pthread_t ran_on;
+	int cpu;
+	gx_status_t ret;
+};
+
+static gx_status_t job_fn(void *arg)
+{
+	struct job *j = arg;
+	j->log[(*j->nlog)++] = j->seq;
+	j->ran_on = pthread_self();
+	j->cpu = sched_getcpu();
+	if (j->ret < 0)
+		return gx_error(j->ret, "job %d failed on purpose", j->seq);
+	return j->ret;
+}
+
+static void test_engine_order_status(void)
+{
+	struct gx_comm *c = one_rank(GX_PROGRESS_THREAD, -1);
+	int log[100], nlog = 0;
+	struct job jobs[100];
+
+	if (!c)
+		fprintf(stderr, "init: %s\n", gx_last_error());
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	for (int i = 0; i < 100; i++) {
+		jobs[i] = (struct job){ .seq = i, .log = log, .nlog = &nlog,
+					.ret = i % 7 == 3 ? GX_ERR_PEER : i % 5 == 0 ? GX_INPROGRESS : GX_OK };
+		gx_clear_error();
+		gx_status_t st = gx_comm_run(c, job_fn, &jobs[i]);
+		CU_ASSERT_EQUAL(st, jobs[i].ret);
+		if (jobs[i].ret < 0) {
+			char want[64];
+			snprintf(want, sizeof(want), "job %d failed on purpose", i);
+			CU_ASSERT_STRING_EQUAL(gx_last_error(), want);
+		}
+		CU_ASSERT(!pthread_equal(jobs[i].ran_on, pthread_self()));
+		if (i > 0)
+			CU_ASSERT(pthread_equal(jobs[i].ran_on, jobs[0].ran_on));
+	}
+	CU_ASSERT_EQUAL(nlog, 100);
+	for (int i = 0; i < nlog; i++)
+		CU_ASSERT_EQUAL(log[i], i);
+	CU_ASSERT_EQUAL(gx_comm_run(c, NULL, NULL), GX_ERR_INVAL);
+	gx_comm_destroy(c);
+}
+
+static void test_engine_pinning(void)
+{
+	cpu_set_t allowed;
+	int last = -1;
+
+	CU_ASSERT_FATAL(sched_getaffinity(0, sizeof(allowed), &allowed) == 0);
+	for (int i = 0; i < CPU_SETSIZE; i++)
+		if (CPU_ISSET(i, &allowed))
+			last = i;
+	/* an explicit core */
+	struct gx_comm *c = one_rank(GX_PROGRESS_THREAD, last);
+	int log[4], nlog = 0;
+	struct job j = { .seq = 0, .log = log, .nlog = &nlog };
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(gx_comm_core(c), last);
+	for (int k = 0; k < 3; k++) {
+		CU_ASSERT_EQUAL(gx_comm_run(c, job_fn, &j), GX_OK);
+		CU_ASSERT_EQUAL(j.cpu, last);
+		nlog = 0;
+	}
+	gx_comm_destroy(c);
+
+	/* the chosen core, with the application pinned to the first allowed cpu: the engine lands
+	 * on the chosen core, and on another core than the application's when there is one */
+	int first = -1;
+	for (int i = 0; i < CPU_SETSIZE && first < 0; i++)
+		if (CPU_ISSET(i, &allowed))
+			first = i;
+	CU_ASSERT_EQUAL_FATAL(gx_topo_pin_self(first), GX_OK);
+	c = one_rank(GX_PROGRESS_THREAD, -1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(gx_comm_run(c, job_fn, &j), GX_OK);
+	CU_ASSERT_EQUAL(j.cpu, gx_comm_core(c));
+	if (CPU_COUNT(&allowed) > 1)
+		CU_ASSERT_NOT_EQUAL(gx_comm_core(c), first);
+	gx_comm_destroy(c);
+	sched_setaffinity(0, sizeof(allowed), &allowed);
+	pthread_setaffinity_np(pthread_self(), sizeof(allowed), &allowed);
+
+	/* a core this process may not use is refused with a message listing the allowed ones */
+	CU_ASSERT_PTR_NULL(one_rank(GX_PROGRESS_THREAD, CPU_SETSIZE - 1));
+	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "not allowed"));
+
+	/* the choice explains itself */
+	struct gx_core_choice ch;
+	struct gx_transport_opts tr = { .backend = "udp", .udp_ip = "127.0.0.1" };
+	CU_ASSERT_EQUAL(gx_topo_pick_core(&tr, 0, &ch), GX_OK);
+	CU_ASSERT(ch.cpu >= 0 && CPU_ISSET(ch.cpu, &allowed));
+	CU_ASSERT_STRING_EQUAL(ch.nic, "lo");
+	CU_ASSERT_PTR_NOT_NULL(strstr(ch.why, "cpu "));
+}
+
+static void test_app_progress(void)
+{
+	struct gx_comm *c = one_rank(GX_PROGRESS_APP, -1);
+	int log[4], nlog = 0;
+	struct job j = { .seq = 7, .log = log, .nlog = &nlog, .ret = GX_ERR_TIMEOUT };
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(gx_comm_core(c), -1);
+	CU_ASSERT_EQUAL(gx_comm_run(c, job_fn, &j), GX_ERR_TIMEOUT);
+	CU_ASSERT(pthread_equal(j.ran_on, pthread_self()));
+	CU_ASSERT_STRING_EQUAL(gx_last_error(), "job 7 failed on purpose");
+	CU_ASSERT_EQUAL(gx_comm_rank(c), 0);
+	CU_ASSERT_EQUAL(gx_comm_size(c), 1);
+	gx_comm_destroy(c);
+}
+
+/* ---- N ranks over udp ---------------------------------------------------------------------- */
+static uint16_t free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	getsockname(fd, (struct sockaddr *)&sa, &sl);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+struct exchange {
+	struct gx_comm *c;
+	uint32_t got[8];        /* value received from each peer, 0 = nothing yet */
+	uint32_t ngot;
+};
+
+static gx_status_t on_data(void *arg, uint32_t peer, const struct gx_hdr *h, const void *p, uint32_t len)
+{
+	struct exchange *x = arg;
+	uint32_t v;
+	(void)h;
+	if (len != sizeof(v) || peer >= 8 || x->got[peer])
+		return gx_error(GX_ERR_CORRUPT, "unexpected packet from rank %u (%u bytes)", peer, len);
+	memcpy(&v, p, sizeof(v));
+	x->got[peer] = v;
+	x->ngot++;
+	return GX_OK;
+}
+
+/* Every rank sends 1000 + 10*rank + peer to every peer and waits for all of its own. */
+static gx_status_t exchange_fn(void *arg)
+{
+	struct exchange *x = arg;
+	struct gx_net *n = gx_comm_net(x->c);
+	uint32_t me = gx_comm_rank(x->c), size = gx_comm_size(x->c);
+	struct gx_tx_desc d = { .coll_id = 1 };
+	gx_status_t st;
+
+	for (uint32_t p = 0; p < size; p++) {
+		uint32_t v = 1000 + 10 * me + p;
+		if (p == me)
+			continue;
+		while ((st = gx_net_send(n, p, &d, &v, sizeof(v))) == GX_ERR_AGAIN)
+			if ((st = gx_net_poll(n, on_data, x)) < 0)
+				return st;
+		if (st < 0)
+			return st;
+	}
+	uint64_t t0 = gx_now_ns(), idle = gx_now_ns();
+	while (x->ngot < size - 1 || gx_net_inflight(n) > 0) {
+		int got = gx_net_poll(n, on_data, x);
+		if (got < 0)
+			return got;
+		if (got > 0)
+			idle = gx_now_ns();
+		if (gx_now_ns() - t0 > 20000000000ull)
+			return gx_error(GX_ERR_TIMEOUT, "rank %u: only %u of %u peers' packets in 20 s", me,
+					x->ngot, size - 1);
+		gx_idle_backoff(gx_now_ns() - idle);
+	}
+	return GX_OK;
+}
+
+static int rank_main(int rank, int size, const char *store, enum gx_progress prog)
+{
+	struct gx_comm_opts o;
+	struct exchange x = { 0 };
+
+	gx_comm_opts_default(&o);
+	o.rank = rank;
+	o.size = size;
+	o.store = store;
+	o.progress = prog;
+	o.store_timeout_ms = 20000;
+	o.tr.udp_ip = "127.0.0.1";
+	if (!(x.c = gx_comm_init(&o))) {
+		fprintf(stderr, "rank %d: %s\n", rank, gx_last_error());
+		return 10;
+	}
+	if (gx_comm_rank(x.c) != (uint32_t)rank || gx_comm_size(x.c) != (uint32_t)size)
+		return 11;
+	gx_status_t st = gx_comm_run(x.c, exchange_fn, &x);
+	if (st < 0) {
+		fprintf(stderr, "rank %d: exchange: %s\n", rank, gx_last_error());
+		return 12;
+	}
+	for (int p = 0; p < size; p++)
+		if (p != rank && x.got[p] != (uint32_t)(1000 + 10 * p + rank)) {
+			fprintf(stderr, "rank %d: from %d got %u\n", rank, p, x.got[p]);
+			return 13;
+		}
+	gx_comm_destroy(x.c);
+	return 0;
+}
+
+static void run_ranks(int n, enum gx_progress prog)
+{
+	char store[64];
+	pid_t pids[8];
+
+	snprintf(store, sizeof(store), "127.0.0.1:%u", free_port());
+	for (int r = 0; r < n; r++)
+		if ((pids[r] = fork()) == 0)
+			_exit(rank_main(r, n, store, prog));
+	for (int r = 0; r < n; r++) {
+		int ws = -1;
+		waitpid(pids[r], &ws, 0);
+		if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+			fprintf(stderr, "%d ranks: rank %d exit status 0x%x\n", n, r, ws);
+		CU_ASSERT(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	}
+}
+
+static void test_ranks_app(void)
+{
+	for (int n = 1; n <= 5; n++)
+		run_ranks(n, GX_PROGRESS_APP);
+}
+
+static void test_ranks_thread(void)
+{
+	for (int n = 2; n <= 5; n += 3)
+		run_ranks(n, GX_PROGRESS_THREAD);
+}
+
+static CU_TestInfo ring_tests[] = {
+	{ "full/empty/wrap-around", test_ring_basic },
+	{ "two threads, 2M items in order, none lost", test_ring_threads },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo engine_tests[] = {
+	{ "engine runs work in order, returns statuses and messages", test_engine_order_status },
+	{ "engine pinned to the chosen core", test_engine_pinning },
+	{ "application-driven progress runs inline", test_app_progress },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo comm_tests[] = {
+	{ "1..5 ranks over udp, app progress", test_ranks_app },
+	{ "2 and 5 ranks over udp, engine threads", test_ranks_thread },
+	CU_TEST_INFO_NULL,
+};
+
+int main(void)
+{
+	CU_SuiteInfo suites[] = {
+		{ "ring", NULL, NULL, NULL, NULL, ring_tests },
+		{ "engine", NULL, NULL, NULL, NULL, engine_tests },
+		{ "comm", NULL, NULL, NULL, NULL, comm_tests },
+		CU_SUITE_INFO_NULL,
+	};
+	signal(SIGPIPE, SIG_IGN);
+	return gx_test_main(suites);
+}
