@@ -584,14 +584,15 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	memset(&conf, 0, sizeof(conf));
 	uint32_t port_mtu = d->mtu;
 	if (frame + RTE_ETHER_CRC_LEN > info.max_rx_pktlen || d->mtu > info.max_mtu) {
-		if (!afp) {
+		if (!afp && !memif) {
 			gx_error(GX_ERR_INVAL, "dpdk: port '%s' (%s) takes frames up to %u bytes (MTU %u); "
 				 "MTU %u does not fit: lower --mtu or enable jumbo frames on the device, see "
 				 "docs/dpdk.md", d->name, d->driver, info.max_rx_pktlen, info.max_mtu, d->mtu);
 			goto fail;
 		}
-		/* af_packet reports a 1518-byte limit yet carries anything up to framesz: the kernel
-		 * interface's MTU governs, so configure the ethdev with the standard MTU. */
+		/* af_packet and memif report a 1518-byte limit yet carry anything up to framesz (the
+		 * kernel interface's MTU governs) or bsize: configure the ethdev with the standard MTU,
+		 * the frame sizes were checked against those device arguments above. */
 		port_mtu = RTE_ETHER_MTU;
 	}
 	conf.rxmode.mtu = port_mtu;
