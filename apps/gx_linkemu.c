@@ -54,6 +54,7 @@ struct lane_stats {
 	uint64_t rx, tx, tx_bytes, delayed, duplicated, reordered, hold_expired;
 	uint64_t limit_drops, oversize, tx_errors;
 	uint64_t late_sum_ns, late_max_ns;   /* release time missed by, over delayed frames */
+	uint64_t rx_overruns;     /* frames the kernel dropped because our socket buffer was full */
 };
 
 struct lane {
@@ -391,21 +392,27 @@ static uint64_t lane_next_deadline(const struct lane *l)
 	return t;
 }
 
-static void lane_print(const struct lane *l)
+static void lane_print(struct lane *l)
 {
 	const struct lane_stats *s = &l->st;
+	struct tpacket_stats ks;
+	socklen_t kl = sizeof(ks);
+
+	/* reading the kernel's counters resets them: accumulate */
+	if (!getsockopt(l->in_fd, SOL_PACKET, PACKET_STATISTICS, &ks, &kl))
+		l->st.rx_overruns += ks.tp_drops;
 
 	fprintf(stderr,
 		"gx-linkemu: %s rx=%llu tx=%llu tx_bytes=%llu delayed=%llu duplicated=%llu reordered=%llu "
 		"hold_expired=%llu limit_drops=%llu oversize=%llu tx_errors=%llu queued=%zu "
-		"late_avg_us=%.1f late_max_us=%.1f\n",
+		"late_avg_us=%.1f late_max_us=%.1f rx_overruns=%llu\n",
 		l->name, (unsigned long long)s->rx, (unsigned long long)s->tx,
 		(unsigned long long)s->tx_bytes, (unsigned long long)s->delayed,
 		(unsigned long long)s->duplicated, (unsigned long long)s->reordered,
 		(unsigned long long)s->hold_expired, (unsigned long long)s->limit_drops,
 		(unsigned long long)s->oversize, (unsigned long long)s->tx_errors, l->heap_n + l->held_n,
 		s->delayed ? (double)s->late_sum_ns / (double)s->delayed / 1e3 : 0.0,
-		(double)s->late_max_ns / 1e3);
+		(double)s->late_max_ns / 1e3, (unsigned long long)s->rx_overruns);
 }
 
 static void lane_free(struct lane *l)

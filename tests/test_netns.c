@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "bench.h"
 #include "gx_test.h"
 #include "gx_time.h"
 
@@ -34,7 +35,7 @@
 #define MAGIC 0x67786e74u
 #define MAX_SEQ 40000
 
-static char script[512], linkemu[512];
+static char script[512], sweep[512], linkemu[512];
 
 /* ------------------------------------------------------------------------------------------------
  * Running the script */
@@ -349,6 +350,63 @@ static void test_mtu_9000(void)
 	CU_ASSERT_EQUAL(shm->err, EMSGSIZE);
 }
 
+/* scripts/gx-sweep's plotting, fed with rows measured here and written by apps/bench.h's CSV code. */
+static void test_sweep_plot(void)
+{
+	char dir[] = "/tmp/gxnt-sweep-XXXXXX", csv[128], png[160];
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	snprintf(csv, sizeof(csv), "%s/sweep.csv", dir);
+	FILE *f = fopen(csv, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	bench_print_header(f);
+	static const uint32_t sizes[] = { 64, 1024, 8000 };
+	for (int i = 0; i < 3; i++) {
+		uint32_t got = round_trips(0, 1, 50, sizes[i]);
+		CU_ASSERT_EQUAL(got, 50);
+		if (!got)
+			continue;
+		struct bench_row r = { .peer = "gx", .transport = "kernel-udp", .op = "pingpong", .nranks = 2,
+				       .oversub = 1, .bytes = sizes[i], .count = sizes[i], .type = "uint8",
+				       .redop = "none", .iters = got, .time_us = shm->rtt_us[got / 2] / 2,
+				       .min_us = shm->rtt_us[0] / 2,
+				       .p90_us = bench_percentile(shm->rtt_us, got, 90.0) / 2 };
+		r.algbw_GBps = (double)sizes[i] / (r.time_us * 1e3);
+		bench_print_row(f, &r);
+		stream(0, 1, 2000, sizes[i], 20000);
+		double secs = (double)(shm->last_ns - shm->first_ns) / 1e9;
+		struct bench_row w = { .peer = "gx", .transport = "kernel-udp", .op = "stream", .nranks = 2,
+				       .oversub = 1, .bytes = sizes[i], .count = shm->distinct, .type = "uint8",
+				       .redop = "none", .iters = 2000, .time_us = secs * 1e6,
+				       .algbw_GBps = secs > 0 ? (double)shm->bytes / secs / 1e9 : 0,
+				       .wrong = 2000 - shm->distinct };
+		bench_print_row(f, &w);
+	}
+	fclose(f);
+	CU_ASSERT_EQUAL(sh("%s plot %s >/dev/null", sweep, csv), 0);
+	static const char *names[] = { "latency.png", "throughput.png" };
+	for (int i = 0; i < 2; i++) {
+		unsigned char magic[8] = { 0 };
+		struct stat st;
+		snprintf(png, sizeof(png), "%s/%s", dir, names[i]);
+		FILE *p = fopen(png, "rb");
+		CU_ASSERT_PTR_NOT_NULL(p);
+		if (!p)
+			continue;
+		CU_ASSERT_EQUAL(fread(magic, 1, 8, p), 8);
+		fclose(p);
+		CU_ASSERT(!memcmp(magic, "\x89PNG\r\n\x1a\n", 8));
+		CU_ASSERT(stat(png, &st) == 0 && st.st_size > 5000);
+		unlink(png);
+	}
+	/* A file that is not a gx-bench CSV is refused with a message. */
+	f = fopen(csv, "w");
+	fprintf(f, "a,b,c\n1,2,3\n");
+	fclose(f);
+	CU_ASSERT_EQUAL(sh("%s plot %s 2>&1 | grep -q 'CSV header'", sweep, csv), 0);
+	unlink(csv);
+	rmdir(dir);
+}
+
 static void test_loss(void)
 {
 	const uint32_t n = 20000;
@@ -530,11 +588,13 @@ int main(void)
 {
 	gx_test_require_root("test_netns");
 	gx_test_path(script, sizeof(script), 0, "scripts/gx-netns");
+	gx_test_path(sweep, sizeof(sweep), 0, "scripts/gx-sweep");
 	gx_test_path(linkemu, sizeof(linkemu), 1, "apps/gx-linkemu");
 	if (access(linkemu, X_OK))
 		gx_test_skip("apps/gx-linkemu is not built");
-	if (sh("command -v nft >/dev/null && command -v ethtool >/dev/null && command -v tc >/dev/null"))
-		gx_test_skip("needs iproute2, nftables and ethtool (scripts/gx-setup installs them)");
+	if (sh("command -v nft >/dev/null && command -v ethtool >/dev/null && command -v tc >/dev/null && "
+	       "command -v gnuplot >/dev/null"))
+		gx_test_skip("needs iproute2, nftables, ethtool and gnuplot-nox (scripts/gx-setup installs them)");
 	setenv("GX_LINKEMU", linkemu, 1);
 	shm = mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (shm == MAP_FAILED)
@@ -543,6 +603,7 @@ int main(void)
 	CU_TestInfo tests[] = {
 		{ "connectivity between all pairs", test_connectivity },
 		{ "MTU 9000 end to end, DF set", test_mtu_9000 },
+		{ "gx-sweep plots a measured CSV", test_sweep_plot },
 		{ "5% loss on one link", test_loss },
 		{ "delay and jitter", test_delay_jitter },
 		{ "reorder 10% and dup 5%", test_reorder_dup },
