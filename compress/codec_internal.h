@@ -1,0 +1,213 @@
+/* codec_internal.h: the vector kernel table behind gx_codec.h, and the scalar element rules every
+ * kernel must reproduce bit for bit.
+ *
+ * Rules that make all paths identical:
+ *  - float sums use 16 lanes (lane = i mod 16, i counted from the start of the call), then the fixed
+ *    tree of gx_lanes_fold(); vector paths keep the same 16 lanes in registers;
+ *  - no FMA: compress/meson.build compiles with -ffp-contract=off, and kernels never use fma intrinsics;
+ *  - rounding is the default round-to-nearest-even of MXCSR; floor of a value in [0, 2^31) is
+ *    truncation through int32; random numbers are gx_rng_u32/gx_rng_uniform (32-bit integer only).
+ */
+#ifndef GX_CODEC_INTERNAL_H
+#define GX_CODEC_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "gx_codec.h"
+#include "gx_rng.h"
+
+#define GX_LANES 16
+#define GX_ABS_INF 0x7f800000u     /* absolute bits >= this: NaN or Inf */
+
+static inline uint32_t gx_f2u(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+static inline float gx_u2f(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* Unaligned little-endian loads/stores (blocks sit at any byte offset in a packet). */
+static inline float gx_ldf(const uint8_t *p)
+{
+	float f;
+	memcpy(&f, p, 4);
+	return f;
+}
+
+static inline void gx_stf(uint8_t *p, float f)
+{
+	memcpy(p, &f, 4);
+}
+
+static inline uint32_t gx_ld32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static inline void gx_st32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static inline uint16_t gx_ld16(const uint8_t *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return v;
+}
+
+static inline void gx_st16(uint8_t *p, uint16_t v)
+{
+	memcpy(p, &v, 2);
+}
+
+/* Fold 16 lane sums in a fixed tree: the one order every path uses. */
+static inline float gx_lanes_fold(const float acc[GX_LANES])
+{
+	float s8[8], s4[4];
+	for (int j = 0; j < 8; j++)
+		s8[j] = acc[j] + acc[j + 8];
+	for (int j = 0; j < 4; j++)
+		s4[j] = s8[j] + s8[j + 4];
+	return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
+/* float -> fp16 bits, round to nearest even, subnormals kept (input finite, |x| < 65520). */
+static inline uint16_t gx_f32_to_f16(float f)
+{
+	uint32_t x = gx_f2u(f);
+	uint32_t sign = (x >> 16) & 0x8000u;
+	uint32_t a = x & 0x7fffffffu;
+
+	if (a >= 0x38800000u) {                     /* >= 2^-14: normal fp16 */
+		uint32_t r = a + 0xfffu + ((a >> 13) & 1u);
+		r -= 0x38000000u;                       /* rebias exponent 127 -> 15 */
+		return (uint16_t)(sign | (r >> 13));
+	}
+	/* subnormal fp16: value = a * 2^24 rounded to an integer (RNE) */
+	float v = gx_u2f(a) * 16777216.0f;          /* exact: power-of-two scaling of a normal float */
+	float r = (v + 12582912.0f) - 12582912.0f;  /* RNE to integer, v < 2^10 */
+	return (uint16_t)(sign | (uint32_t)r);
+}
+
+static inline float gx_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+	uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+
+	if (e == 0) {                               /* zero or subnormal: m * 2^-24 exactly */
+		float v = (float)m * 0x1p-24f;
+		return gx_u2f(gx_f2u(v) | sign);
+	}
+	if (e == 31)
+		return gx_u2f(sign | 0x7f800000u | (m << 13));
+	return gx_u2f(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+/* float -> bf16 bits, round to nearest even (input finite). */
+static inline uint16_t gx_f32_to_bf16(float f)
+{
+	uint32_t x = gx_f2u(f);
+	return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+static inline float gx_bf16_to_f32(uint16_t h)
+{
+	return gx_u2f((uint32_t)h << 16);
+}
+
+/* One stochastic quantization (QSGD and fixed point share it, sign-magnitude):
+ * a = (|v| * f) * r; lvl = floor(a) + (u < a - floor(a)), at most smax; q = v < 0 ? -lvl : lvl.
+ * Returns q (in [-smax, smax]). */
+static inline int32_t gx_squant1(float v, float f, float r, uint32_t smax, uint64_t key, uint32_t i)
+{
+	float a = gx_u2f(gx_f2u(v) & 0x7fffffffu) * f * r;
+	int32_t li = (int32_t)a;
+	float p = a - (float)li;
+	uint32_t lvl = (uint32_t)li + (gx_rng_uniform(key, i) < p ? 1u : 0u);
+	if (lvl > smax)
+		lvl = smax;
+	return v < 0.0f ? -(int32_t)lvl : (int32_t)lvl;
+}
+
+/* Stochastic-quantizer parameters of one bucket. */
+struct gx_sq {
+	float f, r;               /* prescale (1 or 2^64) and levels / (scale * f) */
+	uint32_t smax;            /* largest level */
+	uint32_t w;               /* bits per code: 2, 4 or 8 for the vector kernels */
+	int offset_binary;        /* 0: code = sign << (w-1) | lvl (qsgd); 1: code = q + smax (fixed) */
+	uint64_t key;
+	uint32_t base;            /* rng index of element 0 */
+};
+
+static inline uint32_t gx_sq_code(const struct gx_sq *s, int32_t q)
+{
+	if (s->offset_binary)
+		return (uint32_t)(q + (int32_t)s->smax);
+	return q < 0 ? ((1u << (s->w - 1)) | (uint32_t)-q) : (uint32_t)q;
+}
+
+static inline int32_t gx_sq_value(uint32_t code, uint32_t w, uint32_t smax, int offset_binary)
+{
+	if (offset_binary)
+		return (int32_t)code - (int32_t)smax;
+	uint32_t lvl = code & ((1u << (w - 1)) - 1u);
+	return (code >> (w - 1)) ? -(int32_t)lvl : (int32_t)lvl;
+}
+
+/* Kernel table: one per vector path.  Every function's result is identical across paths. */
+struct gx_kern {
+	const char *name;
+	/* max over i of (bits(x_i) & 0x7fffffff): >= GX_ABS_INF means a NaN or Inf is present */
+	uint32_t (*absmax)(const float *x, size_t n);
+	/* sum of x_i^2 (16 lanes + fold); returns absmax */
+	uint32_t (*sumsq)(const float *x, size_t n, float *sum);
+	/* sum of |x_i| (16 lanes + fold); returns absmax */
+	uint32_t (*sumabs)(const float *x, size_t n, float *sum);
+	/* min and max (meaningful only when the returned absmax is finite) */
+	uint32_t (*minmax)(const float *x, size_t n, float *mn, float *mx);
+	/* dense float formats; encoders return the input's absmax */
+	uint32_t (*enc_f32)(const float *x, size_t n, uint8_t *out);
+	uint32_t (*enc_f16)(const float *x, size_t n, uint8_t *out);
+	uint32_t (*enc_bf16)(const float *x, size_t n, uint8_t *out);
+	void (*dec_f32)(const uint8_t *in, size_t n, float *out, int acc);
+	void (*dec_f16)(const uint8_t *in, size_t n, float *out, int acc);
+	void (*dec_bf16)(const uint8_t *in, size_t n, float *out, int acc);
+	/* compressed-domain adds a += b; return nonzero if a result is Inf */
+	int (*add_f32)(uint8_t *a, const uint8_t *b, size_t n);
+	int (*add_f16)(uint8_t *a, const uint8_t *b, size_t n);
+	int (*add_bf16)(uint8_t *a, const uint8_t *b, size_t n);
+	/* min-max uint8: code = min(rne((x - mn) * inv), 255); decode mn + code * step */
+	void (*enc_u8)(const float *x, size_t n, float mn, float inv, uint8_t *out);
+	void (*dec_u8)(const uint8_t *in, size_t n, float mn, float step, float *out, int acc);
+	/* stochastic quantizer, codes packed w bits each (w = 2, 4, 8), little-endian bit order */
+	void (*enc_sq)(const float *x, size_t n, const struct gx_sq *s, uint8_t *out);
+	void (*dec_sq)(const uint8_t *in, size_t n, uint32_t w, uint32_t smax, int offset_binary,
+		       float step, float *out, int acc);
+	/* sign bits: bit i set iff x_i < 0; decode +-scale */
+	void (*enc_sign)(const float *x, size_t n, uint8_t *out);
+	void (*dec_sign)(const uint8_t *in, size_t n, float scale, float *out, int acc);
+	/* top-k candidates: indices i (ascending) with absbits(x_i) >= t, at most cap stored;
+	 * returns how many qualify in all */
+	size_t (*scan_ge)(const float *x, size_t n, uint32_t t, uint32_t *idx, size_t cap);
+};
+
+extern const struct gx_kern gx_kern_scalar;
+extern const struct gx_kern gx_kern_avx2;
+extern const struct gx_kern gx_kern_avx512;
+
+/* The active table (GX_SIMD or gx_simd_set, else the best the CPU has). */
+const struct gx_kern *gx_kern(void);
+
+#endif

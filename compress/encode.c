@@ -1,0 +1,648 @@
+/* encode.c: encode an array into blocks, decode / decode-accumulate one block, and the sparse
+ * selections (top-k by sampled threshold + exact fix-up, rand-k by selection sampling). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec_internal.h"
+#include "codec_priv.h"
+#include "kern_lanes.h"
+
+#define TWO_M60 0x1p-60f
+#define TWO_P60 0x1p60f
+#define TWO_P64 0x1p64f
+
+static uint64_t block_key(const struct gx_codec_ctx *ctx, uint32_t rank, uint64_t off)
+{
+	return gx_rng_key(ctx->seed, rank, ctx->step ^ ((off >> 32) * 0x9e3779b97f4a7c15ull), (uint32_t)off);
+}
+
+/* First index in x[0..n) whose absolute bits reach `limit` (caller knows one exists). */
+static size_t first_at_least(const float *x, size_t n, uint32_t limit)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((gx_f2u(x[i]) & 0x7fffffffu) >= limit)
+			return i;
+	return n;
+}
+
+static gx_status_t nonfinite(const struct gx_codec *c, const float *x, size_t i, size_t src_i, uint64_t gi,
+			     const char *why)
+{
+	return gx_error(GX_ERR_NONFINITE, "%s encode: input[%zu] (element %llu) = %g %s; gradients must be "
+			"finite: check the learning rate or loss scaling", c->name, src_i,
+			(unsigned long long)gi, (double)x[i], why);
+}
+
+/* Input checks shared by every encoder: x[0..n) where x[0] is src index src_i0, element gi0. */
+static gx_status_t check_limit(const struct gx_codec *c, const float *x, size_t n, uint32_t am, uint32_t limit,
+			       size_t src_i0, uint64_t gi0)
+{
+	if (am < limit)
+		return GX_OK;
+	size_t i = first_at_least(x, n, limit);
+	int nf = (gx_f2u(x[i]) & 0x7fffffffu) >= GX_ABS_INF;
+	return nonfinite(c, x, i, src_i0 + i, gi0 + i,
+			 nf ? "is not finite" : c->id == GX_CODEC_FP16 ? "overflows fp16 (max 65504): use bf16"
+									: "overflows the encoding");
+}
+
+/* Norm of a bucket without overflow or underflow: amax * sqrt(sum (x/amax)^2), fixed lane order. */
+static float scaled_norm(const float *x, size_t n, float amax)
+{
+	float acc[GX_LANES] = { 0 };
+	for (size_t i = 0; i < n; i++) {
+		float y = x[i] / amax;
+		acc[i & 15] += y * y;
+	}
+	return amax * sqrtf(gx_lanes_fold(acc));
+}
+
+/* ---- dense encoders: one block ------------------------------------------------------------ */
+
+static gx_status_t enc_sq_block(struct gx_codec *c, const struct gx_kern *k, const struct gx_codec_ctx *ctx,
+				const float *x, uint32_t m, uint64_t off, uint8_t *body, size_t src_i0)
+{
+	uint32_t B = c->bucket, nb = (m + B - 1) / B;
+	uint8_t *codes = body + 4 * (size_t)nb;
+	struct gx_sq s = {
+		.smax = c->levels, .w = c->bits, .offset_binary = c->id == GX_CODEC_FIXED,
+		.key = block_key(ctx, ctx->rank, off),
+	};
+
+	for (uint32_t j = 0; j < nb; j++) {
+		const float *xb = x + (size_t)j * B;
+		uint32_t mb = j + 1 < nb ? B : m - j * B;
+		float scale, ss = 0.0f;
+		uint32_t am = c->id == GX_CODEC_QSGD ? k->sumsq(xb, mb, &ss) : k->absmax(xb, mb);
+		gx_status_t st = check_limit(c, xb, mb, am, GX_ABS_INF, src_i0 + (size_t)j * B, off + (uint64_t)j * B);
+		if (st < 0)
+			return st;
+		float amax = gx_u2f(am);
+		if (c->id == GX_CODEC_FIXED)
+			scale = amax;
+		else if (!am)
+			scale = 0.0f;
+		else if (amax < TWO_M60 || amax > TWO_P60 || isinf(ss))
+			scale = scaled_norm(xb, mb, amax);
+		else
+			scale = sqrtf(ss);
+		if (isinf(scale))
+			return gx_error(GX_ERR_NONFINITE, "%s encode: the L2 norm of the bucket at element %llu "
+					"overflows float: gradients this large mean the run diverged", c->name,
+					(unsigned long long)(off + (uint64_t)j * B));
+		s.f = amax < TWO_M60 ? TWO_P64 : 1.0f;
+		s.r = am ? (float)c->levels / (scale * s.f) : 0.0f;
+		s.base = j * B;
+		gx_stf(body + 4 * (size_t)j, scale);
+		if (c->bits == 2 || c->bits == 4 || c->bits == 8)
+			k->enc_sq(xb, mb, &s, codes);
+		else
+			gx_sq_encode_generic(xb, mb, &s, codes);
+		codes += ((size_t)mb * c->bits + 7) / 8;
+	}
+	return GX_OK;
+}
+
+/* Selection sampling (Knuth's algorithm S) with 32-bit integer draws: exactly k of m, each k-subset
+ * (almost exactly) equally likely, in increasing order.  Calls emit(i) for each chosen index. */
+#define RANDK_WALK(key, m, k, EMIT)                                                                 \
+	do {                                                                                        \
+		uint32_t need_ = (k);                                                               \
+		for (uint32_t i_ = 0; i_ < (m) && need_; i_++) {                                    \
+			if ((((uint64_t)gx_rng_u32((key), i_) * ((m) - i_)) >> 32) < need_) {        \
+				EMIT(i_);                                                           \
+				need_--;                                                            \
+			}                                                                           \
+		}                                                                                   \
+	} while (0)
+
+static gx_status_t enc_randk_block(struct gx_codec *c, const struct gx_kern *k, const struct gx_codec_ctx *ctx,
+				   const float *x, uint32_t m, uint64_t off, uint8_t *body, size_t src_i0)
+{
+	uint32_t kk = (uint32_t)gx_codec_k(c->ratio, m);
+	uint32_t am = k->absmax(x, m);
+	gx_status_t st = check_limit(c, x, m, am, GX_ABS_INF, src_i0, off);
+	if (st < 0)
+		return st;
+	float sc = (float)((double)m / (double)kk);
+	uint64_t key = block_key(ctx, c->shared ? GX_RNG_SHARED : ctx->rank, off);
+	uint32_t n = 0, big = 0;
+	if (c->shared) {
+		memcpy(body, &key, 8);
+		uint8_t *val = body + 8;
+#define EMIT_SHARED(i)                                                                              \
+	do {                                                                                        \
+		float v_ = x[i] * sc;                                                               \
+		big |= gx_f2u(v_) & 0x7fffffffu;                                                    \
+		gx_stf(val + 4 * (size_t)n++, v_);                                                  \
+	} while (0)
+		RANDK_WALK(key, m, kk, EMIT_SHARED);
+	} else {
+		uint8_t *idx = body, *val = body + 4 * (size_t)kk;
+#define EMIT_PAIR(i)                                                                                \
+	do {                                                                                        \
+		float v_ = x[i] * sc;                                                               \
+		big |= gx_f2u(v_) & 0x7fffffffu;                                                    \
+		gx_st32(idx + 4 * (size_t)n, (i));                                                  \
+		gx_stf(val + 4 * (size_t)n++, v_);                                                  \
+	} while (0)
+		RANDK_WALK(key, m, kk, EMIT_PAIR);
+	}
+	if (big >= GX_ABS_INF)
+		return gx_error(GX_ERR_NONFINITE, "%s encode: a value scaled by m/k = %g overflows float in the "
+				"block at element %llu", c->name, (double)sc, (unsigned long long)off);
+	return GX_OK;
+}
+
+static gx_status_t enc_dense_block(struct gx_codec *c, const struct gx_kern *k, const struct gx_codec_ctx *ctx,
+				   const float *x, uint32_t m, uint64_t off, uint8_t *body, size_t src_i0)
+{
+	uint32_t am;
+	float mn, mx, sum;
+
+	switch (c->id) {
+	case GX_CODEC_NONE:
+		am = k->enc_f32(x, m, body);
+		return check_limit(c, x, m, am, GX_ABS_INF, src_i0, off);
+	case GX_CODEC_FP16:
+		am = k->enc_f16(x, m, body);
+		return check_limit(c, x, m, am, GX_F16_LIMIT, src_i0, off);
+	case GX_CODEC_BF16:
+		am = k->enc_bf16(x, m, body);
+		return check_limit(c, x, m, am, GX_BF16_LIMIT, src_i0, off);
+	case GX_CODEC_INT8: {
+		am = k->minmax(x, m, &mn, &mx);
+		gx_status_t st = check_limit(c, x, m, am, GX_ABS_INF, src_i0, off);
+		if (st < 0)
+			return st;
+		mn += 0.0f;       /* -0 -> +0: the header bytes must not depend on the path */
+		mx += 0.0f;
+		float range = mx - mn;
+		if (isinf(range))
+			return gx_error(GX_ERR_NONFINITE, "%s encode: block at element %llu spans [%g, %g], a "
+					"range beyond float: the run diverged", c->name,
+					(unsigned long long)off, (double)mn, (double)mx);
+		float inv = range > 0.0f ? 255.0f / range : 0.0f;
+		if (isinf(inv))   /* range below ~7.5e-37: encode as constant, error <= range */
+			inv = 0.0f;
+		gx_stf(body, mn);
+		gx_stf(body + 4, mx);
+		k->enc_u8(x, m, mn, inv, body + 8);
+		return GX_OK;
+	}
+	case GX_CODEC_SIGN: {
+		am = k->sumabs(x, m, &sum);
+		gx_status_t st = check_limit(c, x, m, am, GX_ABS_INF, src_i0, off);
+		if (st < 0)
+			return st;
+		float scale = sum / (float)m;
+		if (isinf(scale))
+			return gx_error(GX_ERR_NONFINITE, "%s encode: the L1 norm of the block at element %llu "
+					"overflows float", c->name, (unsigned long long)off);
+		gx_stf(body, scale);
+		k->enc_sign(x, m, body + 4);
+		return GX_OK;
+	}
+	case GX_CODEC_QSGD:
+	case GX_CODEC_FIXED:
+		return enc_sq_block(c, k, ctx, x, m, off, body, src_i0);
+	case GX_CODEC_RANDK:
+		return enc_randk_block(c, k, ctx, x, m, off, body, src_i0);
+	default:
+		return gx_error(GX_ERR_INVAL, "%s is not a dense codec", c->name);
+	}
+}
+
+/* ---- top-k ----------------------------------------------------------------------------- */
+
+static int grow(void **p, size_t *cap, size_t want, size_t elem)
+{
+	if (*cap >= want)
+		return 0;
+	void *q = realloc(*p, want * elem);
+	if (!q)
+		return -1;
+	*p = q;
+	*cap = want;
+	return 0;
+}
+
+/* k-th largest (k >= 1) of n distinct keys, partially reordering a (Hoare partition, median of 3). */
+static uint64_t kth_largest(uint64_t *a, size_t n, size_t k)
+{
+	size_t lo = 0, hi = n - 1, target = k - 1;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		uint64_t x = a[lo], y = a[mid], z = a[hi];
+		uint64_t piv = x > y ? (y > z ? y : (x > z ? z : x)) : (x > z ? x : (y > z ? z : y));
+		size_t i = lo, j = hi;
+		while (i <= j) {
+			while (a[i] > piv)
+				i++;
+			while (a[j] < piv)
+				j--;
+			if (i <= j) {
+				uint64_t t = a[i];
+				a[i] = a[j];
+				a[j] = t;
+				i++;
+				if (j == 0)
+					break;
+				j--;
+			}
+		}
+		if (target <= j && j < hi)
+			hi = j;
+		else if (target >= i)
+			lo = i;
+		else
+			break;
+	}
+	return a[target];
+}
+
+static inline uint64_t topk_key(const float *x, uint32_t i)
+{
+	return (uint64_t)(gx_f2u(x[i]) & 0x7fffffffu) << 32 | (uint32_t)~i;
+}
+
+/* Exact: the k-th largest absolute value V by a two-level 16-bit radix histogram, then every
+ * element above V and the lowest-index ones equal to V.  For inputs the sampled threshold cannot
+ * separate (many ties). */
+static gx_status_t topk_radix(struct gx_codec *c, const float *x, uint32_t n, uint32_t k, uint32_t *sel)
+{
+	if (!c->hist && !(c->hist = malloc(65536 * sizeof(uint32_t))))
+		return gx_error(GX_ERR_NOMEM, "topk: out of memory");
+	uint32_t *h = c->hist, hi = 0, lo = 0, above = 0;
+	memset(h, 0, 65536 * sizeof(uint32_t));
+	for (uint32_t i = 0; i < n; i++)
+		h[(gx_f2u(x[i]) & 0x7fffffffu) >> 16]++;
+	for (uint32_t b = 65536; b-- > 0;) {
+		if (above + h[b] >= k) {
+			hi = b;
+			break;
+		}
+		above += h[b];
+	}
+	memset(h, 0, 65536 * sizeof(uint32_t));
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t a = gx_f2u(x[i]) & 0x7fffffffu;
+		if (a >> 16 == hi)
+			h[a & 0xffff]++;
+	}
+	for (uint32_t b = 65536; b-- > 0;) {
+		if (above + h[b] >= k) {
+			lo = b;
+			break;
+		}
+		above += h[b];
+	}
+	uint32_t v = hi << 16 | lo, eq = k - above, cnt = 0;
+	for (uint32_t i = 0; i < n && cnt < k; i++) {
+		uint32_t a = gx_f2u(x[i]) & 0x7fffffffu;
+		if (a > v || (a == v && eq && eq--))
+			sel[cnt++] = i;
+	}
+	return GX_OK;
+}
+
+/* Indices of the k largest |x_i| in increasing index order (ties: lower index), into c->cand. */
+static gx_status_t topk_select(struct gx_codec *c, const struct gx_kern *k, const float *x, uint32_t n,
+			       uint32_t kk, uint32_t **out)
+{
+	size_t cap = (size_t)2 * kk + 4096;
+	if (cap > n)
+		cap = n;
+	if (grow((void **)&c->cand, &c->cand_cap, cap, sizeof(uint32_t)) ||
+	    grow((void **)&c->keys, &c->keys_cap, cap > 4096 ? cap : 4096, sizeof(uint64_t)))
+		return gx_error(GX_ERR_NOMEM, "topk: out of memory for %zu candidates", cap);
+	uint32_t *cand = c->cand;
+	uint64_t *keys = c->keys;
+	*out = cand;
+	if (kk == n) {
+		for (uint32_t i = 0; i < n; i++)
+			cand[i] = i;
+		return GX_OK;
+	}
+	size_t cnt = 0;
+	int done = 0;
+	if (n > 16384) {
+		/* threshold from a deterministic sample, aimed at about 1.25 k + slack candidates */
+		const uint32_t S = 4096;
+		for (uint32_t j = 0; j < S; j++) {
+			uint32_t i = (uint32_t)(((uint64_t)gx_mix32(j * 0x9e3779b9u + 1u) * n) >> 32);
+			keys[j] = (uint64_t)(gx_f2u(x[i]) & 0x7fffffffu) << 32 | j;
+		}
+		uint64_t r = (uint64_t)((double)kk / n * S * 1.25) + 16;
+		for (int tries = 0; tries < 3 && !done; tries++) {
+			if (r >= S)
+				break;
+			uint32_t t = (uint32_t)(kth_largest(keys, S, r + 1) >> 32);
+			if (!t)
+				break;
+			cnt = k->scan_ge(x, n, t, cand, cap);
+			if (cnt >= kk && cnt <= cap)
+				done = 1;
+			else if (cnt > cap)
+				break;
+			else
+				r = r * 2 + 16;
+		}
+	} else {
+		cnt = n <= cap ? n : 0;
+		for (uint32_t i = 0; i < cnt; i++)
+			cand[i] = i;
+		done = cnt == n;
+	}
+	if (!done)
+		return topk_radix(c, x, n, kk, cand);
+	/* exact k among the candidates: keys unique (index in the low half), larger key wins */
+	for (size_t i = 0; i < cnt; i++)
+		keys[i] = topk_key(x, cand[i]);
+	uint64_t kth = kth_largest(keys, cnt, kk);
+	size_t w = 0;
+	for (size_t i = 0; i < cnt; i++)
+		if (topk_key(x, cand[i]) >= kth)
+			cand[w++] = cand[i];
+	return GX_OK;
+}
+
+static gx_status_t enc_topk(struct gx_codec *c, const struct gx_kern *k, const float *src, size_t n,
+			    uint64_t offset, size_t per, uint8_t *dst)
+{
+	uint32_t kk = (uint32_t)gx_codec_k(c->ratio, n), *sel = NULL;
+	gx_status_t st = topk_select(c, k, src, (uint32_t)n, kk, &sel);
+	if (st < 0)
+		return st;
+	/* every NaN/Inf is at least as large as any threshold, so one is among the selected */
+	uint32_t big = 0;
+	for (uint32_t i = 0; i < kk; i++)
+		big |= gx_f2u(src[sel[i]]) & 0x7fffffffu;
+	if (big >= GX_ABS_INF) {
+		size_t i = first_at_least(src, n, GX_ABS_INF);
+		return nonfinite(c, src, i, i, offset + i, "is not finite");
+	}
+	size_t nb = (kk + per - 1) / per;
+	for (size_t b = 0; b < nb; b++) {
+		uint32_t e0 = (uint32_t)(b * per), e1 = b + 1 < nb ? (uint32_t)((b + 1) * per) : kk;
+		uint32_t start = b ? sel[e0] : 0, end = b + 1 < nb ? sel[e1] : (uint32_t)n;
+		uint32_t cntb = e1 - e0, bytes = GX_CODEC_HDR_BYTES + 8 * cntb;
+		gx_hdr_write(dst, c, bytes, end - start, offset + start);
+		uint8_t *idx = dst + GX_CODEC_HDR_BYTES, *val = idx + 4 * (size_t)cntb;
+		for (uint32_t e = 0; e < cntb; e++) {
+			gx_st32(idx + 4 * (size_t)e, sel[e0 + e] - start);
+			gx_stf(val + 4 * (size_t)e, src[sel[e0 + e]]);
+		}
+		dst += bytes;
+	}
+	return GX_OK;
+}
+
+/* ---- encode driver ------------------------------------------------------------------------ */
+
+gx_status_t gx_codec_encode(struct gx_codec *c, const struct gx_codec_ctx *ctx, const float *src, size_t n,
+			    uint64_t offset, size_t payload, void *dst, size_t dst_cap, size_t *out_len)
+{
+	static const struct gx_codec_ctx zero_ctx;
+	size_t need, nblocks;
+	gx_status_t st;
+
+	if (!c || !out_len)
+		return gx_error(GX_ERR_INVAL, "gx_codec_encode: %s is NULL", c ? "out_len" : "codec");
+	*out_len = 0;
+	if ((n && !src) || (!dst && dst_cap))
+		return gx_error(GX_ERR_INVAL, "gx_codec_encode: %s is NULL", n && !src ? "src" : "dst");
+	if ((st = gx_codec_encoded_size(c, n, payload, &need, &nblocks)) < 0)
+		return st;
+	if (offset > UINT64_MAX - n)
+		return gx_error(GX_ERR_INVAL, "gx_codec_encode: offset %llu + %zu elements overflows",
+				(unsigned long long)offset, n);
+	if (need > dst_cap)
+		return gx_error(GX_ERR_NOSPC, "gx_codec_encode: %s needs %zu bytes for %zu elements at payload %zu, "
+				"the output holds %zu (size it with gx_codec_encoded_size)", c->name, need, n,
+				payload, dst_cap);
+	if (!n)
+		return GX_OK;
+	if (!ctx)
+		ctx = &zero_ctx;
+	const struct gx_kern *k = gx_kern();
+	size_t per = gx_codec_block_elems(c, payload);
+	uint8_t *p = dst;
+	if (c->id == GX_CODEC_TOPK) {
+		st = enc_topk(c, k, src, n, offset, per, p);
+	} else {
+		for (size_t i = 0; i < n; i += per) {
+			uint32_t m = (uint32_t)(n - i < per ? n - i : per);
+			uint32_t bytes = (uint32_t)gx_codec_block_bytes(c, m);
+			gx_hdr_write(p, c, bytes, m, offset + i);
+			st = enc_dense_block(c, k, ctx, src + i, m, offset + i, p + GX_CODEC_HDR_BYTES, i);
+			if (st < 0)
+				break;
+			p += bytes;
+		}
+	}
+	if (st < 0)
+		return st;
+	*out_len = need;
+	return GX_OK;
+}
+
+/* ---- decode ------------------------------------------------------------------------------ */
+
+static gx_status_t bad_value(const struct gx_codec_block *b, const char *what)
+{
+	return gx_error(GX_ERR_CORRUPT, "codec block rejected: %s in the block at element %llu; the block "
+			"is damaged: drop it", what, (unsigned long long)b->offset);
+}
+
+/* Payload checks before anything is written: finite values and scales, codes in range,
+ * sparse indices increasing and inside the block. */
+static gx_status_t check_body(const struct gx_codec_block *b, const uint8_t *p)
+{
+	uint32_t m = b->count, big = 0;
+
+	switch (b->codec) {
+	case GX_CODEC_NONE:
+		for (uint32_t i = 0; i < m; i++) {
+			uint32_t a = gx_ld32(p + 4 * (size_t)i) & 0x7fffffffu;
+			big = a > big ? a : big;
+		}
+		return big >= GX_ABS_INF ? bad_value(b, "a NaN or Inf value") : GX_OK;
+	case GX_CODEC_FP16:
+	case GX_CODEC_BF16: {
+		uint16_t e = b->codec == GX_CODEC_FP16 ? 0x7c00u : 0x7f80u, bad = 0;
+		for (uint32_t i = 0; i < m; i++)
+			bad |= (uint16_t)((gx_ld16(p + 2 * (size_t)i) & e) == e);
+		return bad ? bad_value(b, "a NaN or Inf value") : GX_OK;
+	}
+	case GX_CODEC_INT8: {
+		float mn = gx_ldf(p), mx = gx_ldf(p + 4);
+		if (!isfinite(mn) || !isfinite(mx) || !(mn <= mx) || !isfinite(mx - mn))
+			return bad_value(b, "a bad min/max pair");
+		return GX_OK;
+	}
+	case GX_CODEC_SIGN: {
+		float s = gx_ldf(p);
+		return isfinite(s) && s >= 0.0f ? GX_OK : bad_value(b, "a bad scale");
+	}
+	case GX_CODEC_QSGD:
+	case GX_CODEC_FIXED: {
+		uint32_t nb = (m + b->bucket - 1) / b->bucket;
+		for (uint32_t j = 0; j < nb; j++) {
+			float s = gx_ldf(p + 4 * (size_t)j);
+			if (!isfinite(s) || !(s >= 0.0f))
+				return bad_value(b, "a bad bucket scale");
+		}
+		const uint8_t *codes = p + 4 * (size_t)nb;
+		uint32_t w = b->bits;
+		int ob = b->codec == GX_CODEC_FIXED;
+		uint32_t lim = ob ? 2u * b->levels : b->levels;
+		if (!ob && b->levels == (1u << (w - 1)) - 1)
+			return GX_OK;     /* every code is valid */
+		for (uint32_t j = 0; j < nb; j++) {
+			uint32_t mb = j + 1 < nb ? b->bucket : m - j * b->bucket;
+			for (uint32_t i = 0; i < mb; i++) {
+				uint32_t code = gx_sq_get(codes, i, w);
+				if ((ob ? code : code & ((1u << (w - 1)) - 1)) > lim)
+					return bad_value(b, "a code beyond the levels");
+			}
+			codes += ((size_t)mb * w + 7) / 8;
+		}
+		return GX_OK;
+	}
+	case GX_CODEC_TOPK:
+	case GX_CODEC_RANDK: {
+		const uint8_t *val;
+		if (b->flags & GX_CODEC_F_SHARED) {
+			val = p + 8;
+		} else {
+			uint32_t prev = 0;
+			for (uint32_t e = 0; e < b->nnz; e++) {
+				uint32_t i = gx_ld32(p + 4 * (size_t)e);
+				if (i >= m || (e && i <= prev))
+					return bad_value(b, "an index out of order or outside the block");
+				prev = i;
+			}
+			val = p + 4 * (size_t)b->nnz;
+		}
+		for (uint32_t e = 0; e < b->nnz; e++) {
+			uint32_t a = gx_ld32(val + 4 * (size_t)e) & 0x7fffffffu;
+			big = a > big ? a : big;
+		}
+		return big >= GX_ABS_INF ? bad_value(b, "a NaN or Inf value") : GX_OK;
+	}
+	}
+	return bad_value(b, "an unknown codec");
+}
+
+static void dec_body(const struct gx_kern *k, const struct gx_codec_block *b, const uint8_t *p, float *out,
+		     int acc)
+{
+	uint32_t m = b->count;
+
+	switch (b->codec) {
+	case GX_CODEC_NONE: k->dec_f32(p, m, out, acc); return;
+	case GX_CODEC_FP16: k->dec_f16(p, m, out, acc); return;
+	case GX_CODEC_BF16: k->dec_bf16(p, m, out, acc); return;
+	case GX_CODEC_INT8: {
+		float mn = gx_ldf(p), mx = gx_ldf(p + 4);
+		k->dec_u8(p + 8, m, mn, (mx - mn) / 255.0f, out, acc);
+		return;
+	}
+	case GX_CODEC_SIGN: k->dec_sign(p + 4, m, gx_ldf(p), out, acc); return;
+	case GX_CODEC_QSGD:
+	case GX_CODEC_FIXED: {
+		uint32_t B = b->bucket, nb = (m + B - 1) / B, w = b->bits;
+		int ob = b->codec == GX_CODEC_FIXED;
+		const uint8_t *codes = p + 4 * (size_t)nb;
+		for (uint32_t j = 0; j < nb; j++) {
+			uint32_t mb = j + 1 < nb ? B : m - j * B;
+			float step = gx_ldf(p + 4 * (size_t)j) / (float)b->levels;
+			if (w == 2 || w == 4 || w == 8)
+				k->dec_sq(codes, mb, w, b->levels, ob, step, out + (size_t)j * B, acc);
+			else
+				gx_sq_decode_generic(codes, mb, w, b->levels, ob, step, out + (size_t)j * B, acc);
+			codes += ((size_t)mb * w + 7) / 8;
+		}
+		return;
+	}
+	case GX_CODEC_TOPK:
+	case GX_CODEC_RANDK:
+		if (!acc)
+			memset(out, 0, (size_t)m * sizeof(float));
+		if (b->flags & GX_CODEC_F_SHARED) {
+			uint64_t key;
+			uint32_t n = 0;
+			memcpy(&key, p, 8);
+			const uint8_t *val = p + 8;
+#define EMIT_DEC(i) (out[i] += gx_ldf(val + 4 * (size_t)n++))
+			RANDK_WALK(key, m, b->nnz, EMIT_DEC);
+		} else {
+			const uint8_t *val = p + 4 * (size_t)b->nnz;
+			for (uint32_t e = 0; e < b->nnz; e++)
+				out[gx_ld32(p + 4 * (size_t)e)] += gx_ldf(val + 4 * (size_t)e);
+		}
+		return;
+	}
+}
+
+static gx_status_t decode_one(const struct gx_codec *c, const void *blk, size_t len, float *dst, size_t dst_n,
+			      uint64_t base, int acc, size_t *used)
+{
+	struct gx_codec_block b;
+	gx_status_t st;
+
+	if (used)
+		*used = 0;
+	if (!dst && dst_n)
+		return gx_error(GX_ERR_INVAL, "codec decode: dst is NULL");
+	if ((st = gx_block_parse(blk, len, c, &b)) < 0)
+		return st;
+	if (b.offset < base || b.offset - base > dst_n || b.count > dst_n - (b.offset - base))
+		return gx_error(GX_ERR_CORRUPT, "codec block rejected: it covers elements [%llu, %llu), outside the "
+				"destination [%llu, %llu)", (unsigned long long)b.offset,
+				(unsigned long long)(b.offset + b.count), (unsigned long long)base,
+				(unsigned long long)(base + dst_n));
+	const uint8_t *p = (const uint8_t *)blk + GX_CODEC_HDR_BYTES;
+	if ((st = check_body(&b, p)) < 0)
+		return st;
+	dec_body(gx_kern(), &b, p, dst + (b.offset - base), acc);
+	if (used)
+		*used = b.bytes;
+	return GX_OK;
+}
+
+gx_status_t gx_codec_decode(const struct gx_codec *c, const void *blk, size_t len, float *dst, size_t dst_n,
+			    size_t *used)
+{
+	return decode_one(c, blk, len, dst, dst_n, 0, 0, used);
+}
+
+gx_status_t gx_codec_decacc(const struct gx_codec *c, const void *blk, size_t len, float *dst, size_t dst_n,
+			    size_t *used)
+{
+	return decode_one(c, blk, len, dst, dst_n, 0, 1, used);
+}
+
+gx_status_t gx_decode_all_base(const struct gx_codec *c, const void *buf, size_t len, float *dst, size_t dst_n,
+			       uint64_t base, int acc)
+{
+	const uint8_t *p = buf;
+	size_t used;
+
+	if (!buf && len)
+		return gx_error(GX_ERR_INVAL, "codec decode: buffer is NULL");
+	for (size_t o = 0; o < len; o += used) {
+		gx_status_t st = decode_one(c, p + o, len - o, dst, dst_n, base, acc, &used);
+		if (st < 0)
+			return st;
+	}
+	return GX_OK;
+}
+
+gx_status_t gx_codec_decode_all(const struct gx_codec *c, const void *buf, size_t len, float *dst, size_t dst_n,
+				int accumulate)
+{
+	return gx_decode_all_base(c, buf, len, dst, dst_n, 0, accumulate);
+}

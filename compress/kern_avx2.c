@@ -1,0 +1,503 @@
+/* kern_avx2.c: AVX2 + F16C kernels, chosen at run time (no -mavx2 for the rest of the build).
+ * Each reproduces kern_scalar.c bit for bit; tails run the shared scalar loops of kern_lanes.h. */
+#include <immintrin.h>
+
+#include "codec_internal.h"
+#include "kern_lanes.h"
+
+#define T2 __attribute__((target("avx2,f16c,bmi,bmi2,popcnt")))
+
+T2 static inline __m256i abs_bits(__m256 v)
+{
+	return _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x7fffffff));
+}
+
+T2 static inline uint32_t hmax_u32(__m256i m)
+{
+	uint32_t t[8], r = 0;
+	_mm256_storeu_si256((__m256i *)t, m);
+	for (int i = 0; i < 8; i++)
+		r = t[i] > r ? t[i] : r;
+	return r;
+}
+
+T2 static inline uint32_t max_u32(uint32_t a, uint32_t b)
+{
+	return a > b ? a : b;
+}
+
+T2 static uint32_t v_absmax(const float *x, size_t n)
+{
+	__m256i m0 = _mm256_setzero_si256(), m1 = m0;
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		m0 = _mm256_max_epu32(m0, abs_bits(_mm256_loadu_ps(x + i)));
+		m1 = _mm256_max_epu32(m1, abs_bits(_mm256_loadu_ps(x + i + 8)));
+	}
+	uint32_t m = hmax_u32(_mm256_max_epu32(m0, m1));
+	for (; i < n; i++)
+		m = max_u32(m, gx_f2u(x[i]) & 0x7fffffffu);
+	return m;
+}
+
+T2 static uint32_t v_sumsq(const float *x, size_t n, float *sum)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0;
+	__m256i m = _mm256_setzero_si256();
+	float acc[GX_LANES];
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+		a0 = _mm256_add_ps(a0, _mm256_mul_ps(v0, v0));
+		a1 = _mm256_add_ps(a1, _mm256_mul_ps(v1, v1));
+		m = _mm256_max_epu32(m, _mm256_max_epu32(abs_bits(v0), abs_bits(v1)));
+	}
+	_mm256_storeu_ps(acc, a0);
+	_mm256_storeu_ps(acc + 8, a1);
+	uint32_t am = max_u32(hmax_u32(m), gx_lanes_sumsq(x + i, n - i, acc));
+	*sum = gx_lanes_fold(acc);
+	return am;
+}
+
+T2 static uint32_t v_sumabs(const float *x, size_t n, float *sum)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0;
+	__m256i m = _mm256_setzero_si256();
+	float acc[GX_LANES];
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m256i b0 = abs_bits(_mm256_loadu_ps(x + i)), b1 = abs_bits(_mm256_loadu_ps(x + i + 8));
+		a0 = _mm256_add_ps(a0, _mm256_castsi256_ps(b0));
+		a1 = _mm256_add_ps(a1, _mm256_castsi256_ps(b1));
+		m = _mm256_max_epu32(m, _mm256_max_epu32(b0, b1));
+	}
+	_mm256_storeu_ps(acc, a0);
+	_mm256_storeu_ps(acc + 8, a1);
+	uint32_t am = max_u32(hmax_u32(m), gx_lanes_sumabs(x + i, n - i, acc));
+	*sum = gx_lanes_fold(acc);
+	return am;
+}
+
+T2 static uint32_t v_minmax(const float *x, size_t n, float *mn, float *mx)
+{
+	__m256 lo = _mm256_set1_ps(x[0]), hi = lo;
+	__m256i m = _mm256_setzero_si256();
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_loadu_ps(x + i);
+		lo = _mm256_min_ps(lo, v);
+		hi = _mm256_max_ps(hi, v);
+		m = _mm256_max_epu32(m, abs_bits(v));
+	}
+	float l[8], h[8];
+	_mm256_storeu_ps(l, lo);
+	_mm256_storeu_ps(h, hi);
+	float a = l[0], b = h[0];
+	for (int j = 1; j < 8; j++) {
+		a = l[j] < a ? l[j] : a;
+		b = h[j] > b ? h[j] : b;
+	}
+	uint32_t am = hmax_u32(m);
+	for (; i < n; i++) {
+		a = x[i] < a ? x[i] : a;
+		b = x[i] > b ? x[i] : b;
+		am = max_u32(am, gx_f2u(x[i]) & 0x7fffffffu);
+	}
+	*mn = a;
+	*mx = b;
+	return am;
+}
+
+T2 static uint32_t v_enc_f32(const float *x, size_t n, uint8_t *out)
+{
+	__m256i m = _mm256_setzero_si256();
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_loadu_ps(x + i);
+		_mm256_storeu_ps((float *)(out + 4 * i), v);
+		m = _mm256_max_epu32(m, abs_bits(v));
+	}
+	uint32_t am = hmax_u32(m);
+	for (; i < n; i++) {
+		gx_stf(out + 4 * i, x[i]);
+		am = max_u32(am, gx_f2u(x[i]) & 0x7fffffffu);
+	}
+	return am;
+}
+
+T2 static uint32_t v_enc_f16(const float *x, size_t n, uint8_t *out)
+{
+	__m256i m = _mm256_setzero_si256();
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_loadu_ps(x + i);
+		m = _mm256_max_epu32(m, abs_bits(v));
+		_mm_storeu_si128((__m128i *)(out + 2 * i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+	}
+	uint32_t am = hmax_u32(m);
+	for (; i < n; i++) {
+		uint32_t a = gx_f2u(x[i]) & 0x7fffffffu;
+		am = max_u32(am, a);
+		if (a < GX_F16_LIMIT)
+			gx_st16(out + 2 * i, gx_f32_to_f16(x[i]));
+	}
+	return am;
+}
+
+T2 static inline __m256i bf16_round(__m256 v)
+{
+	__m256i x = _mm256_castps_si256(v);
+	__m256i odd = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+	return _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), odd), 16);
+}
+
+T2 uint32_t gx_avx2_enc_bf16(const float *x, size_t n, uint8_t *out)
+{
+	__m256i m = _mm256_setzero_si256();
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+		m = _mm256_max_epu32(m, _mm256_max_epu32(abs_bits(v0), abs_bits(v1)));
+		__m256i p = _mm256_packus_epi32(bf16_round(v0), bf16_round(v1));
+		p = _mm256_permute4x64_epi64(p, 0xd8);
+		_mm256_storeu_si256((__m256i *)(out + 2 * i), p);
+	}
+	uint32_t am = hmax_u32(m);
+	for (; i < n; i++) {
+		am = max_u32(am, gx_f2u(x[i]) & 0x7fffffffu);
+		gx_st16(out + 2 * i, gx_f32_to_bf16(x[i]));
+	}
+	return am;
+}
+
+T2 static inline void put(float *out, __m256 v, int acc)
+{
+	if (acc)
+		v = _mm256_add_ps(_mm256_loadu_ps(out), v);
+	_mm256_storeu_ps(out, v);
+}
+
+T2 static void v_dec_f32(const uint8_t *in, size_t n, float *out, int acc)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		put(out + i, _mm256_loadu_ps((const float *)(in + 4 * i)), acc);
+	for (; i < n; i++)
+		out[i] = acc ? out[i] + gx_ldf(in + 4 * i) : gx_ldf(in + 4 * i);
+}
+
+T2 static void v_dec_f16(const uint8_t *in, size_t n, float *out, int acc)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		put(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + 2 * i))), acc);
+	for (; i < n; i++) {
+		float v = gx_f16_to_f32(gx_ld16(in + 2 * i));
+		out[i] = acc ? out[i] + v : v;
+	}
+}
+
+T2 void gx_avx2_dec_bf16(const uint8_t *in, size_t n, float *out, int acc)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(in + 2 * i)));
+		put(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)), acc);
+	}
+	for (; i < n; i++) {
+		float v = gx_bf16_to_f32(gx_ld16(in + 2 * i));
+		out[i] = acc ? out[i] + v : v;
+	}
+}
+
+T2 int gx_avx2_add_f32(uint8_t *a, const uint8_t *b, size_t n)
+{
+	__m256i m = _mm256_setzero_si256();
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 s = _mm256_add_ps(_mm256_loadu_ps((const float *)(a + 4 * i)),
+					 _mm256_loadu_ps((const float *)(b + 4 * i)));
+		_mm256_storeu_ps((float *)(a + 4 * i), s);
+		m = _mm256_max_epu32(m, abs_bits(s));
+	}
+	uint32_t am = hmax_u32(m);
+	for (; i < n; i++) {
+		float s = gx_ldf(a + 4 * i) + gx_ldf(b + 4 * i);
+		gx_stf(a + 4 * i, s);
+		am = max_u32(am, gx_f2u(s) & 0x7fffffffu);
+	}
+	return am >= GX_ABS_INF;
+}
+
+T2 int gx_avx2_add_f16(uint8_t *a, const uint8_t *b, size_t n)
+{
+	__m256i m = _mm256_setzero_si256();
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 s = _mm256_add_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + 2 * i))),
+					 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 2 * i))));
+		m = _mm256_max_epu32(m, abs_bits(s));
+		_mm_storeu_si128((__m128i *)(a + 2 * i), _mm256_cvtps_ph(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+	}
+	int inf = hmax_u32(m) >= GX_F16_LIMIT;
+	for (; i < n; i++) {
+		float s = gx_f16_to_f32(gx_ld16(a + 2 * i)) + gx_f16_to_f32(gx_ld16(b + 2 * i));
+		uint16_t h;
+		if ((gx_f2u(s) & 0x7fffffffu) >= GX_F16_LIMIT) {
+			h = (uint16_t)(((gx_f2u(s) >> 16) & 0x8000u) | 0x7c00u);
+			inf = 1;
+		} else {
+			h = gx_f32_to_f16(s);
+		}
+		gx_st16(a + 2 * i, h);
+	}
+	return inf;
+}
+
+T2 int gx_avx2_add_bf16(uint8_t *a, const uint8_t *b, size_t n)
+{
+	__m256i inf = _mm256_setzero_si256(), e = _mm256_set1_epi32(0x7f80);
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m256i wa = _mm256_loadu_si256((const __m256i *)(a + 2 * i));
+		__m256i wb = _mm256_loadu_si256((const __m256i *)(b + 2 * i));
+		/* lanes as epi32: low halves are even elements, high halves odd ones */
+		__m256 a_ev = _mm256_castsi256_ps(_mm256_slli_epi32(wa, 16));
+		__m256 a_od = _mm256_castsi256_ps(_mm256_and_si256(wa, _mm256_set1_epi32((int)0xffff0000u)));
+		__m256 b_ev = _mm256_castsi256_ps(_mm256_slli_epi32(wb, 16));
+		__m256 b_od = _mm256_castsi256_ps(_mm256_and_si256(wb, _mm256_set1_epi32((int)0xffff0000u)));
+		__m256i r_ev = bf16_round(_mm256_add_ps(a_ev, b_ev));
+		__m256i r_od = bf16_round(_mm256_add_ps(a_od, b_od));
+		inf = _mm256_or_si256(inf, _mm256_cmpeq_epi32(_mm256_and_si256(r_ev, e), e));
+		inf = _mm256_or_si256(inf, _mm256_cmpeq_epi32(_mm256_and_si256(r_od, e), e));
+		_mm256_storeu_si256((__m256i *)(a + 2 * i), _mm256_or_si256(r_ev, _mm256_slli_epi32(r_od, 16)));
+	}
+	int bad = !_mm256_testz_si256(inf, inf);
+	for (; i < n; i++) {
+		float s = gx_bf16_to_f32(gx_ld16(a + 2 * i)) + gx_bf16_to_f32(gx_ld16(b + 2 * i));
+		uint16_t h = gx_f32_to_bf16(s);
+		bad |= (h & 0x7f80u) == 0x7f80u;
+		gx_st16(a + 2 * i, h);
+	}
+	return bad;
+}
+
+/* 32 codes (4 x 8 epi32, each < 256) -> 32 bytes in element order */
+T2 static inline __m256i pack32(__m256i c0, __m256i c1, __m256i c2, __m256i c3)
+{
+	__m256i p = _mm256_packus_epi16(_mm256_packus_epi32(c0, c1), _mm256_packus_epi32(c2, c3));
+	return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+T2 static inline __m256i u8_codes(__m256 v, __m256 mn, __m256 inv)
+{
+	__m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(v, mn), inv));
+	return _mm256_min_epi32(c, _mm256_set1_epi32(255));
+}
+
+T2 static void v_enc_u8(const float *x, size_t n, float mn, float inv, uint8_t *out)
+{
+	__m256 vm = _mm256_set1_ps(mn), vi = _mm256_set1_ps(inv);
+	size_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		__m256i p = pack32(u8_codes(_mm256_loadu_ps(x + i), vm, vi), u8_codes(_mm256_loadu_ps(x + i + 8), vm, vi),
+				   u8_codes(_mm256_loadu_ps(x + i + 16), vm, vi),
+				   u8_codes(_mm256_loadu_ps(x + i + 24), vm, vi));
+		_mm256_storeu_si256((__m256i *)(out + i), p);
+	}
+	for (; i < n; i++)
+		out[i] = gx_u8_code(x[i], mn, inv);
+}
+
+T2 static void v_dec_u8(const uint8_t *in, size_t n, float mn, float step, float *out, int acc)
+{
+	__m256 vm = _mm256_set1_ps(mn), vs = _mm256_set1_ps(step);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(in + i)));
+		put(out + i, _mm256_add_ps(vm, _mm256_mul_ps(_mm256_cvtepi32_ps(c), vs)), acc);
+	}
+	for (; i < n; i++) {
+		float v = mn + (float)in[i] * step;
+		out[i] = acc ? out[i] + v : v;
+	}
+}
+
+T2 static inline __m256i mix32(__m256i x)
+{
+	x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+	x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7feb352d));
+	x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+	x = _mm256_mullo_epi32(x, _mm256_set1_epi32((int)0x846ca68bu));
+	return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+}
+
+/* codes of 8 elements x[0..8), rng indices idx */
+T2 static inline __m256i sq_codes(__m256 v, __m256i idx, const struct gx_sq *s, __m256i klo, __m256i khi)
+{
+	__m256 a = _mm256_mul_ps(_mm256_mul_ps(_mm256_castsi256_ps(abs_bits(v)), _mm256_set1_ps(s->f)),
+				 _mm256_set1_ps(s->r));
+	__m256i li = _mm256_cvttps_epi32(a);
+	__m256 p = _mm256_sub_ps(a, _mm256_cvtepi32_ps(li));
+	__m256i u = mix32(_mm256_add_epi32(mix32(_mm256_xor_si256(idx, klo)), khi));
+	__m256 uf = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(u, 8)), _mm256_set1_ps(0x1p-24f));
+	__m256i up = _mm256_castps_si256(_mm256_cmp_ps(uf, p, _CMP_LT_OQ));
+	__m256i lvl = _mm256_min_epu32(_mm256_sub_epi32(li, up), _mm256_set1_epi32((int)s->smax));
+	__m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+	if (s->offset_binary)
+		return _mm256_add_epi32(_mm256_sub_epi32(_mm256_xor_si256(lvl, neg), neg),
+					_mm256_set1_epi32((int)s->smax));
+	neg = _mm256_andnot_si256(_mm256_cmpeq_epi32(lvl, _mm256_setzero_si256()), neg);
+	return _mm256_or_si256(lvl, _mm256_and_si256(neg, _mm256_set1_epi32(1 << (s->w - 1))));
+}
+
+T2 static void v_enc_sq(const float *x, size_t n, const struct gx_sq *s, uint8_t *out)
+{
+	__m256i klo = _mm256_set1_epi32((int)(uint32_t)s->key), khi = _mm256_set1_epi32((int)(uint32_t)(s->key >> 32));
+	__m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), eight = _mm256_set1_epi32(8);
+	size_t i = 0, nv = n & ~(size_t)31;
+	for (; i < nv; i += 32) {
+		__m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32((int)(s->base + (uint32_t)i)));
+		__m256i c0 = sq_codes(_mm256_loadu_ps(x + i), idx, s, klo, khi);
+		idx = _mm256_add_epi32(idx, eight);
+		__m256i c1 = sq_codes(_mm256_loadu_ps(x + i + 8), idx, s, klo, khi);
+		idx = _mm256_add_epi32(idx, eight);
+		__m256i c2 = sq_codes(_mm256_loadu_ps(x + i + 16), idx, s, klo, khi);
+		idx = _mm256_add_epi32(idx, eight);
+		__m256i c3 = sq_codes(_mm256_loadu_ps(x + i + 24), idx, s, klo, khi);
+		__m256i b = pack32(c0, c1, c2, c3);
+		if (s->w == 8) {
+			_mm256_storeu_si256((__m256i *)(out + i), b);
+		} else if (s->w == 4) {
+			__m256i nib = _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi16(0x0f)),
+						      _mm256_and_si256(_mm256_srli_epi16(b, 4), _mm256_set1_epi16(0xf0)));
+			__m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi16(nib, nib), 0x08);
+			_mm_storeu_si128((__m128i *)(out + i / 2), _mm256_castsi256_si128(p));
+		} else {
+			__m256i q = _mm256_or_si256(
+				_mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(0x3)),
+						_mm256_and_si256(_mm256_srli_epi32(b, 6), _mm256_set1_epi32(0xc))),
+				_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(b, 12), _mm256_set1_epi32(0x30)),
+						_mm256_and_si256(_mm256_srli_epi32(b, 18), _mm256_set1_epi32(0xc0))));
+			__m256i p = _mm256_packus_epi16(_mm256_packus_epi32(q, q), _mm256_setzero_si256());
+			p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+			_mm_storel_epi64((__m128i *)(out + i / 4), _mm256_castsi256_si128(p));
+		}
+	}
+	if (nv < n) {
+		struct gx_sq t = *s;
+		t.base = s->base + (uint32_t)nv;
+		gx_sq_encode_generic(x + nv, n - nv, &t, out + nv * s->w / 8);
+	}
+}
+
+T2 void gx_avx2_dec_sq(const uint8_t *in, size_t n, uint32_t w, uint32_t smax, int offset_binary, float step,
+			float *out, int acc)
+{
+	__m256 vs = _mm256_set1_ps(step);
+	__m256i sh4 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), sh2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+	__m256i lmask = _mm256_set1_epi32((int)((1u << (w - 1)) - 1)), vsmax = _mm256_set1_epi32((int)smax);
+	size_t i = 0, nv = n & ~(size_t)7;
+	for (; i < nv; i += 8) {
+		__m256i c;
+		if (w == 8)
+			c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(in + i)));
+		else if (w == 4)
+			c = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)gx_ld32(in + i / 2)), sh4),
+					     _mm256_set1_epi32(0xf));
+		else
+			c = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(gx_ld16(in + i / 4)), sh2),
+					     _mm256_set1_epi32(0x3));
+		__m256i q;
+		if (offset_binary) {
+			q = _mm256_sub_epi32(c, vsmax);
+		} else {
+			__m256i sg = _mm256_srli_epi32(c, (int)(w - 1)), lvl = _mm256_and_si256(c, lmask);
+			__m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(), sg);
+			q = _mm256_sub_epi32(_mm256_xor_si256(lvl, neg), neg);
+		}
+		put(out + i, _mm256_mul_ps(_mm256_cvtepi32_ps(q), vs), acc);
+	}
+	if (nv < n)
+		gx_sq_decode_generic(in + nv * w / 8, n - nv, w, smax, offset_binary, step, out + nv, acc);
+}
+
+T2 static void v_enc_sign(const float *x, size_t n, uint8_t *out)
+{
+	__m256 z = _mm256_setzero_ps();
+	size_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		uint32_t m = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), z, _CMP_LT_OQ)) |
+			     (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i + 8), z, _CMP_LT_OQ)) << 8 |
+			     (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i + 16), z, _CMP_LT_OQ)) << 16 |
+			     (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i + 24), z, _CMP_LT_OQ)) << 24;
+		gx_st32(out + i / 8, m);
+	}
+	if (i < n) {
+		memset(out + i / 8, 0, (n - i + 7) / 8);
+		for (; i < n; i++)
+			if (x[i] < 0.0f)
+				out[i >> 3] |= (uint8_t)(1u << (i & 7));
+	}
+}
+
+T2 void gx_avx2_dec_sign(const uint8_t *in, size_t n, float scale, float *out, int acc)
+{
+	__m256i sh = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), one = _mm256_set1_epi32(1);
+	__m256i vs = _mm256_castps_si256(_mm256_set1_ps(scale));
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256i bit = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(in[i / 8]), sh), one);
+		__m256i v = _mm256_xor_si256(vs, _mm256_slli_epi32(bit, 31));
+		put(out + i, _mm256_castsi256_ps(v), acc);
+	}
+	for (; i < n; i++) {
+		float v = (in[i >> 3] >> (i & 7)) & 1u ? -scale : scale;
+		out[i] = acc ? out[i] + v : v;
+	}
+}
+
+T2 static size_t v_scan_ge(const float *x, size_t n, uint32_t t, uint32_t *idx, size_t cap)
+{
+	__m256i vt = _mm256_set1_epi32((int)t);
+	size_t i = 0, cnt = 0;
+	for (; i + 32 <= n; i += 32) {
+		uint32_t m = 0;
+		for (int j = 0; j < 4; j++) {
+			__m256i a = abs_bits(_mm256_loadu_ps(x + i + 8 * j));
+			__m256i ge = _mm256_cmpeq_epi32(_mm256_max_epu32(a, vt), a);
+			m |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(ge)) << (8 * j);
+		}
+		while (m) {
+			if (cnt < cap)
+				idx[cnt] = (uint32_t)i + (uint32_t)__builtin_ctz(m);
+			cnt++;
+			m &= m - 1;
+		}
+	}
+	return gx_scan_ge_tail(x, i, n, t, idx, cap, cnt);
+}
+
+const struct gx_kern gx_kern_avx2 = {
+	.name = "avx2",
+	.absmax = v_absmax,
+	.sumsq = v_sumsq,
+	.sumabs = v_sumabs,
+	.minmax = v_minmax,
+	.enc_f32 = v_enc_f32,
+	.enc_f16 = v_enc_f16,
+	.enc_bf16 = gx_avx2_enc_bf16,
+	.dec_f32 = v_dec_f32,
+	.dec_f16 = v_dec_f16,
+	.dec_bf16 = gx_avx2_dec_bf16,
+	.add_f32 = gx_avx2_add_f32,
+	.add_f16 = gx_avx2_add_f16,
+	.add_bf16 = gx_avx2_add_bf16,
+	.enc_u8 = v_enc_u8,
+	.dec_u8 = v_dec_u8,
+	.enc_sq = v_enc_sq,
+	.dec_sq = gx_avx2_dec_sq,
+	.enc_sign = v_enc_sign,
+	.dec_sign = gx_avx2_dec_sign,
+	.scan_ge = v_scan_ge,
+};

@@ -1,0 +1,318 @@
+/* kern_avx512.c: AVX-512 (F, BW, VL) kernels for the hot encoders and decoders; the rest of the
+ * table reuses the AVX2 kernels (every AVX-512 CPU has AVX2).  Same bits as kern_scalar.c: 16 lanes
+ * are exactly the canonical lanes of the float sums. */
+#include <immintrin.h>
+
+#include "codec_internal.h"
+#include "kern_lanes.h"
+
+#define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,f16c,bmi,bmi2,popcnt")))
+
+uint32_t gx_avx2_enc_bf16(const float *x, size_t n, uint8_t *out);
+void gx_avx2_dec_bf16(const uint8_t *in, size_t n, float *out, int acc);
+int gx_avx2_add_f32(uint8_t *a, const uint8_t *b, size_t n);
+int gx_avx2_add_f16(uint8_t *a, const uint8_t *b, size_t n);
+int gx_avx2_add_bf16(uint8_t *a, const uint8_t *b, size_t n);
+void gx_avx2_dec_sq(const uint8_t *in, size_t n, uint32_t w, uint32_t smax, int offset_binary, float step,
+		    float *out, int acc);
+void gx_avx2_dec_sign(const uint8_t *in, size_t n, float scale, float *out, int acc);
+
+T5 static inline __m512i abs_bits(__m512 v)
+{
+	return _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff));
+}
+
+T5 static inline uint32_t max_u32(uint32_t a, uint32_t b)
+{
+	return a > b ? a : b;
+}
+
+T5 static uint32_t z_absmax(const float *x, size_t n)
+{
+	__m512i m = _mm512_setzero_si512();
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		m = _mm512_max_epu32(m, abs_bits(_mm512_loadu_ps(x + i)));
+	uint32_t am = _mm512_reduce_max_epu32(m);
+	for (; i < n; i++)
+		am = max_u32(am, gx_f2u(x[i]) & 0x7fffffffu);
+	return am;
+}
+
+T5 static uint32_t z_sumsq(const float *x, size_t n, float *sum)
+{
+	__m512 a = _mm512_setzero_ps();
+	__m512i m = _mm512_setzero_si512();
+	float acc[GX_LANES];
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512 v = _mm512_loadu_ps(x + i);
+		a = _mm512_add_ps(a, _mm512_mul_ps(v, v));
+		m = _mm512_max_epu32(m, abs_bits(v));
+	}
+	_mm512_storeu_ps(acc, a);
+	uint32_t am = max_u32(_mm512_reduce_max_epu32(m), gx_lanes_sumsq(x + i, n - i, acc));
+	*sum = gx_lanes_fold(acc);
+	return am;
+}
+
+T5 static uint32_t z_sumabs(const float *x, size_t n, float *sum)
+{
+	__m512 a = _mm512_setzero_ps();
+	__m512i m = _mm512_setzero_si512();
+	float acc[GX_LANES];
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512i b = abs_bits(_mm512_loadu_ps(x + i));
+		a = _mm512_add_ps(a, _mm512_castsi512_ps(b));
+		m = _mm512_max_epu32(m, b);
+	}
+	_mm512_storeu_ps(acc, a);
+	uint32_t am = max_u32(_mm512_reduce_max_epu32(m), gx_lanes_sumabs(x + i, n - i, acc));
+	*sum = gx_lanes_fold(acc);
+	return am;
+}
+
+T5 static uint32_t z_minmax(const float *x, size_t n, float *mn, float *mx)
+{
+	__m512 lo = _mm512_set1_ps(x[0]), hi = lo;
+	__m512i m = _mm512_setzero_si512();
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512 v = _mm512_loadu_ps(x + i);
+		lo = _mm512_min_ps(lo, v);
+		hi = _mm512_max_ps(hi, v);
+		m = _mm512_max_epu32(m, abs_bits(v));
+	}
+	float l[16], h[16];
+	_mm512_storeu_ps(l, lo);
+	_mm512_storeu_ps(h, hi);
+	float a = l[0], b = h[0];
+	for (int j = 1; j < 16; j++) {
+		a = l[j] < a ? l[j] : a;
+		b = h[j] > b ? h[j] : b;
+	}
+	uint32_t am = _mm512_reduce_max_epu32(m);
+	for (; i < n; i++) {
+		a = x[i] < a ? x[i] : a;
+		b = x[i] > b ? x[i] : b;
+		am = max_u32(am, gx_f2u(x[i]) & 0x7fffffffu);
+	}
+	*mn = a;
+	*mx = b;
+	return am;
+}
+
+T5 static uint32_t z_enc_f32(const float *x, size_t n, uint8_t *out)
+{
+	__m512i m = _mm512_setzero_si512();
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512 v = _mm512_loadu_ps(x + i);
+		_mm512_storeu_ps(out + 4 * i, v);
+		m = _mm512_max_epu32(m, abs_bits(v));
+	}
+	uint32_t am = _mm512_reduce_max_epu32(m);
+	for (; i < n; i++) {
+		gx_stf(out + 4 * i, x[i]);
+		am = max_u32(am, gx_f2u(x[i]) & 0x7fffffffu);
+	}
+	return am;
+}
+
+T5 static uint32_t z_enc_f16(const float *x, size_t n, uint8_t *out)
+{
+	__m512i m = _mm512_setzero_si512();
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512 v = _mm512_loadu_ps(x + i);
+		m = _mm512_max_epu32(m, abs_bits(v));
+		_mm256_storeu_si256((__m256i *)(out + 2 * i), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+	}
+	uint32_t am = _mm512_reduce_max_epu32(m);
+	for (; i < n; i++) {
+		uint32_t a = gx_f2u(x[i]) & 0x7fffffffu;
+		am = max_u32(am, a);
+		if (a < GX_F16_LIMIT)
+			gx_st16(out + 2 * i, gx_f32_to_f16(x[i]));
+	}
+	return am;
+}
+
+T5 static inline void put(float *out, __m512 v, int acc)
+{
+	if (acc)
+		v = _mm512_add_ps(_mm512_loadu_ps(out), v);
+	_mm512_storeu_ps(out, v);
+}
+
+T5 static void z_dec_f32(const uint8_t *in, size_t n, float *out, int acc)
+{
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		put(out + i, _mm512_loadu_ps(in + 4 * i), acc);
+	for (; i < n; i++)
+		out[i] = acc ? out[i] + gx_ldf(in + 4 * i) : gx_ldf(in + 4 * i);
+}
+
+T5 static void z_dec_f16(const uint8_t *in, size_t n, float *out, int acc)
+{
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		put(out + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(in + 2 * i))), acc);
+	for (; i < n; i++) {
+		float v = gx_f16_to_f32(gx_ld16(in + 2 * i));
+		out[i] = acc ? out[i] + v : v;
+	}
+}
+
+T5 static void z_enc_u8(const float *x, size_t n, float mn, float inv, uint8_t *out)
+{
+	__m512 vm = _mm512_set1_ps(mn), vi = _mm512_set1_ps(inv);
+	__m512i top = _mm512_set1_epi32(255);
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512i c = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm), vi));
+		_mm_storeu_si128((__m128i *)(out + i), _mm512_cvtepi32_epi8(_mm512_min_epi32(c, top)));
+	}
+	for (; i < n; i++)
+		out[i] = gx_u8_code(x[i], mn, inv);
+}
+
+T5 static void z_dec_u8(const uint8_t *in, size_t n, float mn, float step, float *out, int acc)
+{
+	__m512 vm = _mm512_set1_ps(mn), vs = _mm512_set1_ps(step);
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(in + i)));
+		put(out + i, _mm512_add_ps(vm, _mm512_mul_ps(_mm512_cvtepi32_ps(c), vs)), acc);
+	}
+	for (; i < n; i++) {
+		float v = mn + (float)in[i] * step;
+		out[i] = acc ? out[i] + v : v;
+	}
+}
+
+T5 static inline __m512i mix32(__m512i x)
+{
+	x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+	x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7feb352d));
+	x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
+	x = _mm512_mullo_epi32(x, _mm512_set1_epi32((int)0x846ca68bu));
+	return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+}
+
+/* codes of 16 elements as bytes in element order */
+T5 static inline __m128i sq_codes(__m512 v, __m512i idx, const struct gx_sq *s, __m512i klo, __m512i khi)
+{
+	__m512 a = _mm512_mul_ps(_mm512_mul_ps(_mm512_castsi512_ps(abs_bits(v)), _mm512_set1_ps(s->f)),
+				 _mm512_set1_ps(s->r));
+	__m512i li = _mm512_cvttps_epi32(a);
+	__m512 p = _mm512_sub_ps(a, _mm512_cvtepi32_ps(li));
+	__m512i u = mix32(_mm512_add_epi32(mix32(_mm512_xor_si512(idx, klo)), khi));
+	__m512 uf = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(u, 8)), _mm512_set1_ps(0x1p-24f));
+	__mmask16 up = _mm512_cmp_ps_mask(uf, p, _CMP_LT_OQ);
+	__m512i lvl = _mm512_mask_add_epi32(li, up, li, _mm512_set1_epi32(1));
+	lvl = _mm512_min_epu32(lvl, _mm512_set1_epi32((int)s->smax));
+	__mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+	__m512i c;
+	if (s->offset_binary) {
+		__m512i q = _mm512_mask_sub_epi32(lvl, neg, _mm512_setzero_si512(), lvl);
+		c = _mm512_add_epi32(q, _mm512_set1_epi32((int)s->smax));
+	} else {
+		neg &= _mm512_test_epi32_mask(lvl, lvl);
+		c = _mm512_mask_or_epi32(lvl, neg, lvl, _mm512_set1_epi32(1 << (s->w - 1)));
+	}
+	return _mm512_cvtepi32_epi8(c);
+}
+
+T5 static void z_enc_sq(const float *x, size_t n, const struct gx_sq *s, uint8_t *out)
+{
+	__m512i klo = _mm512_set1_epi32((int)(uint32_t)s->key), khi = _mm512_set1_epi32((int)(uint32_t)(s->key >> 32));
+	__m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	size_t i = 0, nv = n & ~(size_t)31;
+	for (; i < nv; i += 32) {
+		__m512i idx = _mm512_add_epi32(lane, _mm512_set1_epi32((int)(s->base + (uint32_t)i)));
+		__m128i b0 = sq_codes(_mm512_loadu_ps(x + i), idx, s, klo, khi);
+		idx = _mm512_add_epi32(idx, _mm512_set1_epi32(16));
+		__m128i b1 = sq_codes(_mm512_loadu_ps(x + i + 16), idx, s, klo, khi);
+		__m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(b0), b1, 1);
+		if (s->w == 8) {
+			_mm256_storeu_si256((__m256i *)(out + i), b);
+		} else if (s->w == 4) {
+			__m256i nib = _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi16(0x0f)),
+						      _mm256_and_si256(_mm256_srli_epi16(b, 4), _mm256_set1_epi16(0xf0)));
+			_mm_storeu_si128((__m128i *)(out + i / 2), _mm256_cvtepi16_epi8(nib));
+		} else {
+			__m256i q = _mm256_or_si256(
+				_mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(0x3)),
+						_mm256_and_si256(_mm256_srli_epi32(b, 6), _mm256_set1_epi32(0xc))),
+				_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(b, 12), _mm256_set1_epi32(0x30)),
+						_mm256_and_si256(_mm256_srli_epi32(b, 18), _mm256_set1_epi32(0xc0))));
+			_mm_storel_epi64((__m128i *)(out + i / 4), _mm256_cvtepi32_epi8(q));
+		}
+	}
+	if (nv < n) {
+		struct gx_sq t = *s;
+		t.base = s->base + (uint32_t)nv;
+		gx_sq_encode_generic(x + nv, n - nv, &t, out + nv * s->w / 8);
+	}
+}
+
+T5 static void z_enc_sign(const float *x, size_t n, uint8_t *out)
+{
+	__m512 z = _mm512_setzero_ps();
+	size_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		uint32_t m = (uint32_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), z, _CMP_LT_OQ) |
+			     (uint32_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(x + i + 16), z, _CMP_LT_OQ) << 16;
+		gx_st32(out + i / 8, m);
+	}
+	if (i < n) {
+		memset(out + i / 8, 0, (n - i + 7) / 8);
+		for (; i < n; i++)
+			if (x[i] < 0.0f)
+				out[i >> 3] |= (uint8_t)(1u << (i & 7));
+	}
+}
+
+T5 static size_t z_scan_ge(const float *x, size_t n, uint32_t t, uint32_t *idx, size_t cap)
+{
+	__m512i vt = _mm512_set1_epi32((int)t);
+	size_t i = 0, cnt = 0;
+	for (; i + 32 <= n; i += 32) {
+		uint32_t m = (uint32_t)_mm512_cmpge_epu32_mask(abs_bits(_mm512_loadu_ps(x + i)), vt) |
+			     (uint32_t)_mm512_cmpge_epu32_mask(abs_bits(_mm512_loadu_ps(x + i + 16)), vt) << 16;
+		while (m) {
+			if (cnt < cap)
+				idx[cnt] = (uint32_t)i + (uint32_t)__builtin_ctz(m);
+			cnt++;
+			m &= m - 1;
+		}
+	}
+	return gx_scan_ge_tail(x, i, n, t, idx, cap, cnt);
+}
+
+const struct gx_kern gx_kern_avx512 = {
+	.name = "avx512",
+	.absmax = z_absmax,
+	.sumsq = z_sumsq,
+	.sumabs = z_sumabs,
+	.minmax = z_minmax,
+	.enc_f32 = z_enc_f32,
+	.enc_f16 = z_enc_f16,
+	.enc_bf16 = gx_avx2_enc_bf16,
+	.dec_f32 = z_dec_f32,
+	.dec_f16 = z_dec_f16,
+	.dec_bf16 = gx_avx2_dec_bf16,
+	.add_f32 = gx_avx2_add_f32,
+	.add_f16 = gx_avx2_add_f16,
+	.add_bf16 = gx_avx2_add_bf16,
+	.enc_u8 = z_enc_u8,
+	.dec_u8 = z_dec_u8,
+	.enc_sq = z_enc_sq,
+	.dec_sq = gx_avx2_dec_sq,
+	.enc_sign = z_enc_sign,
+	.dec_sign = gx_avx2_dec_sign,
+	.scan_ge = z_scan_ge,
+};
