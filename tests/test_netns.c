@@ -307,6 +307,24 @@ static uint32_t round_trips(int src, int dst, uint32_t n, uint32_t len)
 	return shm->rtt_n;
 }
 
+/* Value of `key=` on the first line of `gx-netns status` that contains `match`; -1 if none. */
+static long long status_value(const char *match, const char *key)
+{
+	char cmd[1024], line[1024];
+	long long v = -1;
+	snprintf(cmd, sizeof(cmd), "timeout 20 %s status --prefix " PREFIX, script);
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	while (fgets(line, sizeof(line), p)) {
+		char *k;
+		if (v < 0 && strstr(line, match) && (k = strstr(line, key)) && k[strlen(key)] == '=')
+			v = atoll(k + strlen(key) + 1);
+	}
+	pclose(p);
+	return v;
+}
+
 /* |observed - p| <= 4 sigma of a binomial proportion over n trials. */
 static int within_4sigma(double observed, double p, uint64_t n)
 {
@@ -416,6 +434,8 @@ static void test_loss(void)
 	double loss = 1.0 - (double)shm->distinct / n;
 	CU_ASSERT_EQUAL(shm->dups, 0);
 	CU_ASSERT(within_4sigma(loss, 0.05, n));
+	/* Every datagram lost was dropped by the link's rule, and nothing else was. */
+	CU_ASSERT_EQUAL(status_value("loss-rule host 1", "dropped"), (long long)(n - shm->distinct));
 	/* Host 2's link is not shaped: nothing may be lost there. */
 	stream(0, 2, 5000, 200, 50000);
 	CU_ASSERT_EQUAL(shm->distinct, 5000);
@@ -473,6 +493,10 @@ static void test_reorder_dup(void)
 	CU_ASSERT_EQUAL(shm->distinct, n);   /* the emulator loses nothing */
 	CU_ASSERT(within_4sigma((double)shm->dups / n, 0.05, n));
 	CU_ASSERT(within_4sigma((double)shm->reordered / n, 0.10, n));
+	/* What the emulator says it did is exactly what arrived. */
+	CU_ASSERT_EQUAL(status_value("f1->p1", "duplicated"), (long long)shm->dups);
+	CU_ASSERT_EQUAL(status_value("f1->p1", "reordered"), (long long)shm->reordered);
+	CU_ASSERT_EQUAL(status_value("f1->p1", "rx_overruns"), 0);
 	CU_ASSERT_EQUAL_FATAL(netns("shape 1"), 0);
 	/* Plain again: in order, once each. */
 	stream(0, 1, 5000, 200, 50000);
