@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -185,6 +187,8 @@ static void vdev_name(const char *devargs, char *name, size_t len)
 	name[i] = '\0';
 }
 
+static void memif_clear_stale_socket(const char *devargs);
+
 /* Probe --vdev devices of `args` that this process does not have yet (a later gx_net in a process
  * whose EAL is already up, or a device removed by an earlier close). */
 static gx_status_t probe_missing_vdevs(char **w, int n)
@@ -202,6 +206,7 @@ static gx_status_t probe_missing_vdevs(char **w, int n)
 		vdev_name(dev, name, sizeof(name));
 		if (rte_eth_dev_get_port_by_name(name, &pid) == 0)
 			continue;
+		memif_clear_stale_socket(dev);
 		int rc = rte_dev_probe(dev);
 		if (rc < 0 && rc != -EEXIST)
 			return gx_error(GX_ERR_NODEV,
@@ -210,6 +215,49 @@ static gx_status_t probe_missing_vdevs(char **w, int n)
 					dev, strerror(-rc), eal_args_used);
 	}
 	return GX_OK;
+}
+
+static bool devarg_str(const char *args, const char *key, char *out, size_t len);
+
+/* A memif server cannot bind a socket file a killed server left behind ("Address already in
+ * use", and the vdev silently fails to probe): remove such a file when nobody listens on it. */
+static void memif_clear_stale_socket(const char *devargs)
+{
+	char role[16] = "server", abstract[8] = "yes", path[108];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	if (strncmp(devargs, "net_memif", 9) != 0)
+		return;
+	const char *args = strchr(devargs, ',');
+	if (!args)
+		return;
+	devarg_str(args + 1, "role", role, sizeof(role));
+	devarg_str(args + 1, "socket-abstract", abstract, sizeof(abstract));
+	if ((strcmp(role, "server") && strcmp(role, "master")) || strcmp(abstract, "no") ||
+	    !devarg_str(args + 1, "socket", path, sizeof(path)))
+		return;
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
+		return;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	if (fd < 0)
+		return;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno == ECONNREFUSED) {
+		fprintf(stderr, "gx dpdk: removing stale memif socket %s (no server listens on it)\n", path);
+		unlink(path);
+	}
+	close(fd);
+}
+
+static void clear_stale_sockets(char **w, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (!strncmp(w[i], "--vdev=", 7))
+			memif_clear_stale_socket(w[i] + 7);
+		else if (!strcmp(w[i], "--vdev") && i + 1 < n)
+			memif_clear_stale_socket(w[++i]);
+	}
 }
 
 static gx_status_t eal_init(const char *args)
@@ -248,6 +296,7 @@ static gx_status_t eal_init(const char *args)
 		argv[argc++] = words[i];
 	argv[argc] = NULL;
 	snprintf(eal_args_used, sizeof(eal_args_used), "%s", args);
+	clear_stale_sockets(words, n);
 
 	/* rte_eal_init permutes argv; our copies live in static storage for the process lifetime
 	 * because some PMDs keep pointers into devargs strings. */
@@ -487,6 +536,15 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 			 o->nranks, GX_MAX_RANKS);
 		return NULL;
 	}
+	/* Options that size the mempool are checked before the EAL starts (it cannot be undone). */
+	if (o->window > 32768) {
+		gx_error(GX_ERR_INVAL, "dpdk: window %u too large (at most 32768 packets)", o->window);
+		return NULL;
+	}
+	if (o->mtu && (o->mtu < 576 || o->mtu > 9600)) {
+		gx_error(GX_ERR_INVAL, "dpdk: MTU %u is out of range (576..9600)", o->mtu);
+		return NULL;
+	}
 	if (eal_init(o->dpdk_eal) < 0)
 		return NULL;
 	d = calloc(1, sizeof(*d));
@@ -522,10 +580,6 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 
 	/* Addresses. */
 	d->mtu = o->mtu ? o->mtu : DP_DEFAULT_MTU;
-	if (d->mtu < 576 || d->mtu > 9600) {
-		gx_error(GX_ERR_INVAL, "dpdk: MTU %u is out of range (576..9600)", d->mtu);
-		goto fail;
-	}
 	d->max_msg = d->mtu - (uint32_t)(sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr));
 	if (d->max_msg > UINT16_MAX - sizeof(struct gx_hdr))
 		d->max_msg = UINT16_MAX - sizeof(struct gx_hdr);
@@ -683,7 +737,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 				 d->name, d->driver, strerror(-rc), why);
 			goto fail;
 		}
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		struct timespec ts = { 0, 200 * 1000 * 1000 };   /* the PMD logs every failed try */
 		nanosleep(&ts, NULL);
 	}
 	/* Unicast to our own MAC only; af_packet and memif ignore this, NICs honour it. */
