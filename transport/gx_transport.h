@@ -103,8 +103,10 @@ struct gx_transport_opts {
 struct gx_backend;
 
 /* rx gx_msg.peer when the backend cannot tell the sender: the net trusts gx_hdr.src_rank (after
- * checking it names a connected peer).  GX_PEER_FOREIGN: the backend knows the source address
- * and it belongs to no connected peer: the net counts the packet as dropped, unattributed. */
+ * checking it names a connected peer).  A backend that knows source addresses reports the rank
+ * that owns the address even when gx_hdr.src_rank names another (the net then counts the packet
+ * as malformed for that rank: spoofed or corrupt), and GX_PEER_FOREIGN only when no connected peer
+ * owns it (the net counts it as dropped, unattributed). */
 #define GX_PEER_UNKNOWN UINT32_MAX
 #define GX_PEER_FOREIGN (UINT32_MAX - 1)
 

@@ -154,6 +154,16 @@ struct gx_net *gx_net_open(const struct gx_transport_opts *o)
 
 	if (!ops)
 		return NULL;
+	if (!o->nranks || o->nranks > GX_MAX_RANKS || o->rank >= o->nranks) {
+		gx_error(GX_ERR_INVAL, "net: rank %u of %u ranks is impossible (1..%u ranks, rank < ranks)",
+			 o->rank, o->nranks, GX_MAX_RANKS);
+		return NULL;
+	}
+	if (o->window > WINDOW_MAX) {
+		gx_error(GX_ERR_INVAL, "net: window %u too large (at most %u packets in flight per peer)",
+			 o->window, WINDOW_MAX);
+		return NULL;
+	}
 	if (o->fault.drop < 0 || o->fault.drop > 1 || o->fault.dup < 0 || o->fault.dup > 1 ||
 	    o->fault.reorder < 0 || o->fault.reorder > 1) {
 		gx_error(GX_ERR_INVAL, "fault probabilities must be in [0, 1] (drop %g, dup %g, reorder %g)",
@@ -179,10 +189,6 @@ struct gx_net *gx_net_open(const struct gx_transport_opts *o)
 		goto fail;
 	}
 	uint32_t w = o->window ? o->window : WINDOW_DEFAULT;
-	if (w > WINDOW_MAX) {
-		gx_error(GX_ERR_INVAL, "net: window %u too large (at most %u packets)", w, WINDOW_MAX);
-		goto fail;
-	}
 	n->window = WINDOW_MIN;
 	while (n->window < w)
 		n->window <<= 1;
@@ -497,7 +503,7 @@ static void send_ack(struct gx_net *n, uint32_t peer, uint64_t now)
 	txq_push(n, peer, 0, b, (uint32_t)sizeof(*h) + 8 * words, TXQ_CTRL);
 }
 
-static void send_ctrl(struct gx_net *n, uint32_t peer, uint8_t type, uint64_t now)
+static void send_ctrl(struct gx_net *n, uint32_t peer, uint8_t type, uint8_t flags, uint64_t now)
 {
 	uint8_t *b = ctrl_alloc(n, now);
 
@@ -505,6 +511,7 @@ static void send_ctrl(struct gx_net *n, uint32_t peer, uint8_t type, uint64_t no
 		return;
 	struct gx_hdr *h = (struct gx_hdr *)b;
 	hdr_init(n, h, type);
+	h->flags = flags;
 	h->ack_psn = n->peer[peer].rcv_nxt;
 	txq_push(n, peer, 0, b, sizeof(*h), TXQ_CTRL);
 }
@@ -641,9 +648,13 @@ static void ack_cumulative(struct gx_net *n, struct peer *p, uint32_t ack_psn, u
 
 	if (adv <= 0)
 		return;
-	struct tx_slot *last = &p->slot[(ack_psn - 1) & n->wmask];
-	if (last->nsent == 1)                   /* Karn: never sample a retransmitted packet */
-		rtt_sample(n, p, now - last->sent_tsc);
+	/* Karn: sample only when nothing in the acknowledged range was retransmitted; packets behind a
+	 * repaired hole waited for the repair, and their delay is not the path's. */
+	bool clean = true;
+	for (uint32_t psn = p->una; psn != ack_psn && clean; psn++)
+		clean = p->slot[psn & n->wmask].nsent == 1;
+	if (clean)
+		rtt_sample(n, p, now - p->slot[(ack_psn - 1) & n->wmask].sent_tsc);
 	p->una = ack_psn;
 	n->inflight -= (uint32_t)adv;
 	p->backoff = 0;
@@ -727,6 +738,10 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 	}
 	p->last_rx_tsc = now;
 	ack_cumulative(n, p, h->ack_psn, now);
+	/* Every receiver can take WINDOW_MIN packets beyond what it acknowledged, so any ack_psn
+	 * (piggybacked too) grants that much: a lost credit-carrying ACK cannot stall the sender. */
+	if (psn_diff(h->ack_psn + WINDOW_MIN, p->credit_limit) > 0)
+		p->credit_limit = h->ack_psn + WINDOW_MIN;
 
 	switch (h->type) {
 	case GX_PKT_DATA: {
@@ -812,6 +827,10 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 		return GX_OK;
 	}
 	case GX_PKT_HEARTBEAT:
+		if (h->flags & GX_F_ACK_REQ) {  /* a credit probe: answer with a full ACK */
+			ack_list_add(n, p, src, now);
+			p->ack_now = 1;
+		}
 		return GX_OK;
 	case GX_PKT_ABORT:
 		p->aborted = 1;
@@ -885,8 +904,11 @@ static gx_status_t scan(struct gx_net *n, uint64_t now)
 					p->backoff++;
 			}
 		}
-		if (now - p->last_tx_tsc > n->heartbeat) {
-			send_ctrl(n, peer, GX_PKT_HEARTBEAT, now);
+		/* Out of credits with nothing in flight: the ACK that granted more was lost; probe. */
+		bool probe = p->next_psn == p->una && psn_diff(p->credit_limit, p->next_psn) <= 0 &&
+			     now - p->last_tx_tsc > rto_of(n, p);
+		if (probe || now - p->last_tx_tsc > n->heartbeat) {
+			send_ctrl(n, peer, GX_PKT_HEARTBEAT, probe ? GX_F_ACK_REQ : 0, now);
 			p->c.heartbeats_sent++;
 		}
 	}
@@ -988,8 +1010,8 @@ void gx_net_abort(struct gx_net *n)
 	uint64_t now = gx_tsc();
 
 	for (uint32_t i = 0; i < n->nconn; i++) {
-		send_ctrl(n, n->conn[i], GX_PKT_ABORT, now);
-		send_ctrl(n, n->conn[i], GX_PKT_ABORT, now);   /* twice: it is not retransmitted */
+		send_ctrl(n, n->conn[i], GX_PKT_ABORT, 0, now);
+		send_ctrl(n, n->conn[i], GX_PKT_ABORT, 0, now);   /* twice: it is not retransmitted */
 	}
 	flush(n, now);
 }
