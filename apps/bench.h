@@ -46,5 +46,6 @@ int bench_parse_size(const char *s, uint64_t *out);
 
 /* Each mode: argc/argv start at the mode name.  Returns a process exit status (2 = bad flags). */
 int bench_codec_main(int argc, char **argv);
+int bench_allreduce_main(int argc, char **argv);      /* bench_allreduce.c */
 
 #endif

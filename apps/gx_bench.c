@@ -12,6 +12,7 @@ struct mode {
 
 static const struct mode modes[] = {
 	{ "codec", bench_codec_main, "encode/decode/decode-accumulate throughput of every codec" },
+	{ "allreduce", bench_allreduce_main, "allreduce size sweep (nccl-tests style) over any transport and codec" },
 };
 
 static void usage(FILE *f)

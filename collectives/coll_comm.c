@@ -16,8 +16,7 @@ static int idle_poll(struct gx_comm *c)
 	return s ? coll_poll(s, GX_COLL_NONE, NULL, NULL) : 0;
 }
 
-/* The comm's collective state, created on first use (on the thread that makes progress). */
-static struct gx_coll *comm_state(struct gx_comm *c)
+struct gx_coll *coll_comm_state(struct gx_comm *c)
 {
 	struct gx_coll *s = gx_comm_coll_state(c);
 
@@ -31,13 +30,13 @@ static struct gx_coll *comm_state(struct gx_comm *c)
 
 uint32_t gx_coll_begin(struct gx_comm *c)
 {
-	struct gx_coll *s = comm_state(c);
+	struct gx_coll *s = coll_comm_state(c);
 	return s ? coll_begin(s) : GX_COLL_NONE;
 }
 
 int gx_coll_poll(struct gx_comm *c, uint32_t coll_id, gx_deliver_fn fn, void *arg)
 {
-	struct gx_coll *s = comm_state(c);
+	struct gx_coll *s = coll_comm_state(c);
 	return s ? coll_poll(s, coll_id, fn, arg) : GX_ERR_NOMEM;
 }
 
@@ -52,7 +51,7 @@ struct ar_args {
 static gx_status_t run_allreduce(void *arg)
 {
 	struct ar_args *a = arg;
-	struct gx_coll *s = comm_state(a->c);
+	struct gx_coll *s = coll_comm_state(a->c);
 
 	if (!s)
 		return gx_error(GX_ERR_NOMEM, "allreduce: cannot set up the collective state: %s", gx_last_error());

@@ -48,6 +48,10 @@ gx_status_t coll_grow(void **p, size_t *cap, size_t need);
 /* Wait for idle peers: GX_ERR_PEER naming a rank not heard from since `since_ns` within the timeout. */
 gx_status_t coll_check_peers(struct gx_coll *s, uint64_t since_ns);
 
+/* The collective state of a communicator, created on first use; call it on the thread that makes
+ * progress (inside gx_comm_run). */
+struct gx_coll *coll_comm_state(struct gx_comm *c);
+
 /* ---- schedule executor ---------------------------------------------------------------------- */
 enum ar_recv_op { AR_NONE = 0, AR_REDUCE = 1, AR_COPY = 2 };
 

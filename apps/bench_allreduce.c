@@ -1,0 +1,253 @@
+/* bench_allreduce.c: gx-bench allreduce, a size sweep like nccl-tests over any transport and codec.
+ *
+ *   gx-bench allreduce [-b 4] [-e 64M] [-f 2] [-n 20] [-w 5] [-c 1] [--algo auto|ring|rhd]
+ *                      [--codec SPEC] [--op sum|avg] [runtime flags: --transport, --dpdk-eal, ...]
+ *
+ * Every rank runs the same command (scripts/gx-run, or GX_RANK/GX_SIZE/GX_STORE, Slurm, mpirun).
+ * Rank 0 prints the shared CSV (time = median over -n iterations of the slowest rank's time), then
+ * one comment line per rank with its retransmit and drop counters.  -c 1 checks the result of one
+ * allreduce per size against exact integer sums; wrong = elements that differ, over all ranks.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "gx_collectives.h"
+#include "gx_comm.h"
+#include "gx_config.h"
+#include "gx_time.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: gx-bench allreduce [options] [runtime flags]\n"
+		"  -b SIZE      smallest message in bytes (default 4)\n"
+		"  -e SIZE      largest message in bytes (default 64M)\n"
+		"  -f FACTOR    size multiplier between steps (default 2)\n"
+		"  -n ITERS     timed iterations per size (default 20)\n"
+		"  -w ITERS     warm-up iterations per size (default 5)\n"
+		"  -c 0|1       check results (default 1)\n"
+		"  --algo A     auto, ring or rhd (default auto)\n"
+		"  --codec SPEC compressed allreduce with this codec (compress/gx_codec.h specs, or thc[:bits=B][,rotate])\n"
+		"  --op OP      sum or avg (default sum)\n"
+		"Runs one rank; start every rank with scripts/gx-run -n N -- gx-bench allreduce ...\n\n");
+	gx_config_help(f);
+}
+
+struct ar_bench {
+	struct gx_comm *c;
+	uint32_t rank, n;
+	const char *codec;
+	struct gx_allreduce_opts o;
+	enum gx_redop op;
+};
+
+static gx_status_t one(struct ar_bench *B, struct gx_allreduce_handle *h, float *buf, size_t count)
+{
+	if (h)
+		return gx_allreduce_compressed(h, buf, B->op);
+	return gx_allreduce(B->c, buf, count, B->op, &B->o);
+}
+
+/* Exact check: x = (rank+1) * (e%7 + 1) sums to n(n+1)/2 * (e%7 + 1), exactly representable. */
+static gx_status_t check(struct ar_bench *B, struct gx_allreduce_handle *h, float *buf, size_t count,
+			 uint64_t *wrong)
+{
+	for (size_t e = 0; e < count; e++)
+		buf[e] = (float)((B->rank + 1) * (e % 7 + 1));
+	gx_status_t st = one(B, h, buf, count);
+	if (st < 0)
+		return st;
+	uint64_t bad = 0;
+	float tri = (float)(B->n * (B->n + 1) / 2);
+	for (size_t e = 0; e < count; e++) {
+		float want = tri * (float)(e % 7 + 1);
+		if (B->op == GX_OP_AVG)
+			want = want / (float)B->n;
+		if (h ? !(buf[e] > want * 0.9f - 1.0f && buf[e] < want * 1.1f + 1.0f) : buf[e] != want)
+			bad++;
+	}
+	float w = (float)bad;
+	if ((st = gx_allreduce(B->c, &w, 1, GX_OP_SUM, NULL)) < 0)
+		return st;
+	*wrong = (uint64_t)w;
+	return GX_OK;
+}
+
+int bench_allreduce_main(int argc, char **argv)
+{
+	struct gx_comm_opts co;
+	struct ar_bench B;
+	uint64_t minb = 4, maxb = 64ull << 20;
+	double factor = 2.0;
+	long iters = 20, warm = 5, do_check = 1;
+	const char *algo = "auto", *op = "sum";
+	gx_status_t st;
+
+	memset(&B, 0, sizeof(B));
+	gx_comm_opts_default(&co);
+	if (gx_config_parse(&argc, argv, &co) < 0) {
+		fprintf(stderr, "gx-bench allreduce: %s\n", gx_last_error());
+		return 2;
+	}
+	static const struct option lo[] = {
+		{ "algo", required_argument, NULL, 'A' },
+		{ "codec", required_argument, NULL, 'C' },
+		{ "op", required_argument, NULL, 'O' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "b:e:f:n:w:c:h", lo, NULL)) != -1) {
+		char *end = NULL;
+		switch (ch) {
+		case 'b': if (bench_parse_size(optarg, &minb) || !minb) goto bad; break;
+		case 'e': if (bench_parse_size(optarg, &maxb) || !maxb) goto bad; break;
+		case 'f': factor = strtod(optarg, &end); if (*end || factor <= 1.0) goto bad; break;
+		case 'n': iters = strtol(optarg, &end, 10); if (*end || iters < 1) goto bad; break;
+		case 'w': warm = strtol(optarg, &end, 10); if (*end || warm < 0) goto bad; break;
+		case 'c': do_check = strtol(optarg, &end, 10); if (*end || do_check < 0 || do_check > 1) goto bad; break;
+		case 'A': algo = optarg; break;
+		case 'C': B.codec = optarg; break;
+		case 'O': op = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "gx-bench allreduce: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (minb > maxb) {
+		fprintf(stderr, "gx-bench allreduce: -b %llu is larger than -e %llu\n", (unsigned long long)minb,
+			(unsigned long long)maxb);
+		return 2;
+	}
+	gx_allreduce_opts_default(&B.o);
+	if (gx_allreduce_algo_parse(algo, &B.o.algo) < 0) {
+		fprintf(stderr, "gx-bench allreduce: --algo: %s\n", gx_last_error());
+		return 2;
+	}
+	if (!strcmp(op, "sum"))
+		B.op = GX_OP_SUM;
+	else if (!strcmp(op, "avg"))
+		B.op = GX_OP_AVG;
+	else {
+		fprintf(stderr, "gx-bench allreduce: --op must be sum or avg, not '%s'\n", op);
+		return 2;
+	}
+
+	if (!(B.c = gx_comm_init(&co))) {
+		fprintf(stderr, "gx-bench allreduce: %s\n", gx_last_error());
+		return 1;
+	}
+	B.rank = gx_comm_rank(B.c);
+	B.n = gx_comm_size(B.c);
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	uint32_t oversub = (uint32_t)((B.n + (uint32_t)ncpu - 1) / (uint32_t)ncpu);
+	char opname[96];
+	snprintf(opname, sizeof(opname), "allreduce:%s%s%s", B.codec ? "" : algo, B.codec ? "codec=" : "",
+		 B.codec ? B.codec : "");
+	if (B.rank == 0) {
+		fprintf(stdout, "# gx-bench allreduce: %u ranks on this host, %ld cores online (oversub %u), "
+			"transport %s, progress %s\n", B.n, ncpu, oversub, co.tr.backend,
+			co.progress == GX_PROGRESS_THREAD ? "thread" : "app");
+		bench_print_header(stdout);
+	}
+	size_t maxcount = maxb / 4 ? maxb / 4 : 1;
+	float *buf = bench_alloc(maxcount * 4);
+	double *t = calloc((size_t)iters, sizeof(double));
+	int rc = 0;
+	if (!buf || !t) {
+		fprintf(stderr, "gx-bench allreduce: out of memory for %zu bytes\n", maxcount * 4);
+		rc = 1;
+		goto out;
+	}
+	for (double bytes_d = (double)minb; bytes_d <= (double)maxb * 1.0000001; bytes_d *= factor) {
+		size_t count = (size_t)bytes_d / 4 ? (size_t)bytes_d / 4 : 1;
+		struct gx_allreduce_handle *h = NULL;
+		uint64_t wrong = 0;
+		if (B.codec && (st = gx_allreduce_compressed_create(B.c, count, B.codec, NULL, &h)) < 0) {
+			fprintf(stderr, "gx-bench allreduce: --codec %s: %s\n", B.codec, gx_last_error());
+			rc = 2;
+			break;
+		}
+		if (do_check && (st = check(&B, h, buf, count, &wrong)) < 0)
+			goto failed;
+		for (size_t e = 0; e < count; e++)
+			buf[e] = 1.0f / (float)(B.rank + 1);
+		for (long i = 0; i < warm; i++)
+			if ((st = one(&B, h, buf, count)) < 0)
+				goto failed;
+		for (long i = 0; i < iters; i++) {
+			/* each iteration is timed on every rank; the slowest rank's time counts */
+			uint64_t t0 = gx_tsc();
+			if ((st = one(&B, h, buf, count)) < 0)
+				goto failed;
+			t[i] = (double)(gx_tsc() - t0) * 1e6 / (double)gx_tsc_hz();
+		}
+		float *tf = (float *)(void *)bench_alloc((size_t)iters * 4);
+		if (!tf) {
+			st = gx_error(GX_ERR_NOMEM, "out of memory");
+			goto failed;
+		}
+		for (long i = 0; i < iters; i++)
+			tf[i] = (float)t[i];
+		st = gx_allreduce(B.c, tf, (size_t)iters, GX_OP_MAX, NULL);
+		for (long i = 0; i < iters; i++)
+			t[i] = tf[i];
+		bench_free(tf, (size_t)iters * 4);
+		if (st < 0)
+			goto failed;
+		if (B.rank == 0) {
+			struct bench_row r = {
+				.peer = "gx", .transport = co.tr.backend, .op = opname, .nranks = B.n,
+				.oversub = oversub, .bytes = count * 4, .count = count, .type = "float32",
+				.redop = B.op == GX_OP_AVG ? "avg" : "sum", .iters = (uint32_t)iters,
+			};
+			r.min_us = bench_min(t, (size_t)iters);
+			r.p90_us = bench_percentile(t, (size_t)iters, 90.0);
+			r.time_us = bench_median(t, (size_t)iters);
+			r.algbw_GBps = (double)(count * 4) / (r.time_us * 1e3);
+			r.busbw_GBps = r.algbw_GBps * 2.0 * (B.n - 1) / B.n;
+			r.wrong = wrong;
+			bench_print_row(stdout, &r);
+		}
+		gx_allreduce_compressed_destroy(h);
+		continue;
+failed:
+		fprintf(stderr, "gx-bench allreduce: rank %u, %zu bytes: %s: %s\n", B.rank, count * 4,
+			gx_status_str(st), gx_last_error());
+		gx_allreduce_compressed_destroy(h);
+		rc = 1;
+		break;
+	}
+	if (!rc) {
+		/* counters of every rank, gathered to rank 0 (exact in float up to 2^24) */
+		float *cnt = calloc((size_t)B.n * 3, sizeof(float));
+		struct gx_peer_counters pc;
+		gx_net_peer_counters(gx_comm_net(B.c), GX_PEER_ANY, &pc);
+		if (cnt) {
+			cnt[3 * B.rank] = (float)pc.retransmitted;
+			cnt[3 * B.rank + 1] = (float)pc.dropped;
+			cnt[3 * B.rank + 2] = (float)pc.fault_dropped;
+		}
+		if (cnt && gx_allreduce(B.c, cnt, (size_t)B.n * 3, GX_OP_SUM, NULL) >= 0 && B.rank == 0)
+			for (uint32_t r = 0; r < B.n; r++)
+				fprintf(stdout, "# rank %u: retransmitted %.0f dropped %.0f fault_dropped %.0f\n", r,
+					(double)cnt[3 * r], (double)cnt[3 * r + 1], (double)cnt[3 * r + 2]);
+		free(cnt);
+	}
+out:
+	free(t);
+	bench_free(buf, maxcount * 4);
+	gx_comm_destroy(B.c);
+	return rc;
+bad:
+	fprintf(stderr, "gx-bench allreduce: bad value '%s' for -%c\n", optarg, ch);
+	usage(stderr);
+	return 2;
+}
