@@ -75,6 +75,11 @@ struct lane {
 	uint64_t held_deadline;
 	size_t limit;
 	struct lane_stats st;
+	/* transmit batch */
+	struct mmsghdr txm[BATCH];
+	struct iovec txv[BATCH];
+	uint8_t *txown[BATCH];
+	int txn;
 };
 
 static volatile sig_atomic_t stop_flag, dump_flag;
@@ -194,15 +199,41 @@ fail:
 	return -1;
 }
 
-static void transmit(struct lane *l, const struct frame *f)
+/* Frames leave in sendmmsg batches; a queued frame's buffer is freed (if owned) once sent. */
+static void tx_flush(struct lane *l)
+{
+	int done = 0;
+
+	while (done < l->txn) {
+		int r = sendmmsg(l->out_fd, l->txm + done, (unsigned)(l->txn - done), 0);
+		if (r <= 0) {
+			l->st.tx_errors++;   /* this frame failed; the rest may still go */
+			done++;
+			continue;
+		}
+		for (int i = done; i < done + r; i++) {
+			l->st.tx++;
+			l->st.tx_bytes += l->txv[i].iov_len;
+		}
+		done += r;
+	}
+	for (int i = 0; i < l->txn; i++)
+		free(l->txown[i]);
+	l->txn = 0;
+}
+
+/* Queue f's copies; `owned`: free f->data after sending (else it must stay valid until tx_flush). */
+static void transmit(struct lane *l, const struct frame *f, int owned)
 {
 	for (unsigned c = 0; c < f->copies; c++) {
-		if (send(l->out_fd, f->data, f->len, 0) == (ssize_t)f->len) {
-			l->st.tx++;
-			l->st.tx_bytes += f->len;
-		} else {
-			l->st.tx_errors++;
-		}
+		if (l->txn == BATCH)
+			tx_flush(l);
+		int i = l->txn++;
+		l->txv[i] = (struct iovec){ .iov_base = f->data, .iov_len = f->len };
+		memset(&l->txm[i], 0, sizeof(l->txm[i]));
+		l->txm[i].msg_hdr.msg_iov = &l->txv[i];
+		l->txm[i].msg_hdr.msg_iovlen = 1;
+		l->txown[i] = owned && c + 1 == f->copies ? f->data : NULL;
 	}
 }
 
@@ -249,8 +280,7 @@ static struct frame heap_pop(struct lane *l)
 static void flush_held(struct lane *l, int reordered)
 {
 	for (size_t i = 0; i < l->held_n; i++) {
-		transmit(l, &l->held[i]);
-		free(l->held[i].data);
+		transmit(l, &l->held[i], 1);
 	}
 	if (reordered)
 		l->st.reordered += l->held_n;
@@ -268,8 +298,7 @@ static void release(struct lane *l, struct frame f, uint64_t now)
 		l->held[l->held_n++] = f;
 		return;
 	}
-	transmit(l, &f);
-	free(f.data);
+	transmit(l, &f, 1);
 	if (l->held_n)
 		flush_held(l, 1);
 }
@@ -278,7 +307,7 @@ static void lane_arrival(struct lane *l, const uint8_t *data, uint32_t len, uint
 {
 	if (!l->shaped) {
 		struct frame f = { .copies = 1, .len = len, .data = (uint8_t *)data };
-		transmit(l, &f);
+		transmit(l, &f, 0);   /* f.data is in the receive buffer: flushed before it is reused */
 		return;
 	}
 	if (l->heap_n + l->held_n >= l->limit) {
@@ -364,6 +393,7 @@ static int lane_rx(struct lane *l, uint8_t *buf, size_t bufsz, uint64_t now)
 		}
 		lane_arrival(l, (uint8_t *)iov[i].iov_base, mm[i].msg_len, arrival);
 	}
+	tx_flush(l);
 	return n;
 }
 
@@ -379,6 +409,7 @@ static void lane_timers(struct lane *l, uint64_t now)
 	}
 	if (l->held_n && now >= l->held_deadline)
 		flush_held(l, 0);
+	tx_flush(l);
 }
 
 static uint64_t lane_next_deadline(const struct lane *l)
