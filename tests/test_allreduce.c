@@ -27,6 +27,7 @@
 #include "gx_test.h"
 #include "gx_time.h"
 #include "gx_transport.h"
+#include "thc.h"
 
 #define MAXR 8
 
@@ -617,6 +618,226 @@ static void test_idle_backoff(void)
 	world_end(&W);
 }
 
+/* ---- compressed allreduce ------------------------------------------------------------------ */
+
+#define CZ_COUNT 5003
+#define CZ_STEPS 4
+
+static const char *cz_specs[] = {
+	"int8", "sign", "qsgd:bits=4", "topk:ratio=0.1",      /* sharded, two-sided error feedback */
+	"fp16", "randk:ratio=0.25,shared-seed",              /* ring, summed without decoding */
+	"thc:bits=4", "thc:bits=8,rotate",                   /* homomorphic integer codes */
+};
+#define CZ_NSPECS (sizeof(cz_specs) / sizeof(cz_specs[0]))
+
+static float small_input(uint64_t seed, uint32_t rank, size_t e)
+{
+	return gx_rng_uniform(gx_rng_key(seed, rank, 1, 0), (uint32_t)e) - 0.5f;
+}
+
+static void run_compressed(struct gx_coll *s, uint32_t rank, uint32_t n, int up)
+{
+	float *buf = malloc(sizeof(float) * CZ_COUNT), *tmp = malloc(sizeof(float) * CZ_COUNT);
+	double *sumc = malloc(sizeof(double) * CZ_COUNT), *sumg = malloc(sizeof(double) * CZ_COUNT);
+
+	for (size_t c = 0; c < CZ_NSPECS; c++) {
+		struct gx_allreduce_handle *h = NULL;
+		struct report rep;
+		memset(&rep, 0, sizeof(rep));
+		memset(sumc, 0, sizeof(double) * CZ_COUNT);
+		memset(sumg, 0, sizeof(double) * CZ_COUNT);
+		struct gx_compressed_opts co;
+		gx_compressed_opts_default(&co);
+		/* unbiased rand-k is not a contraction: error feedback would grow without bound */
+		int randk = !strncmp(cz_specs[c], "randk", 5);
+		co.error_feedback = !randk;
+		rep.status = gx_coll_compressed_create(s, CZ_COUNT, cz_specs[c], &co, &h);
+		const char *path = h ? gx_allreduce_compressed_path(h) : "";
+		for (int t = 0; t < CZ_STEPS && rep.status >= 0; t++) {
+			uint64_t seed = 900 + 10 * c + t;
+			for (size_t e = 0; e < CZ_COUNT; e++)
+				buf[e] = small_input(seed, rank, e);
+			rep.status = gx_allreduce_compressed(h, buf, GX_OP_AVG);
+			if (rep.status < 0)
+				break;
+			rep.digest = rep.digest * 31 + digest(buf, sizeof(float) * CZ_COUNT);
+			for (size_t e = 0; e < CZ_COUNT; e++) {
+				double g = 0, nrm = 0;
+				for (uint32_t i = 0; i < n; i++)
+					g += small_input(seed, i, e);
+				sumc[e] += buf[e];
+				sumg[e] += g / n;
+				(void)nrm;
+			}
+			if (randk) {
+				/* shared indices: each kept entry is (m/k) times the exact average, the rest 0 */
+				size_t kept = 0, want = 0;
+				for (size_t b0 = 0; b0 < CZ_COUNT; b0 += 1400) {
+					size_t m = CZ_COUNT - b0 < 1400 ? CZ_COUNT - b0 : 1400, k = (m + 3) / 4;
+					want += k;
+					for (size_t e = b0; e < b0 + m; e++) {
+						double g = 0;
+						for (uint32_t i = 0; i < n; i++)
+							g += small_input(seed, i, e);
+						if (buf[e] == 0.0f)
+							continue;
+						kept++;
+						if (fabs(buf[e] - (double)m / k * g / n) > 1e-5) {
+							if (!rep.wrong)
+								snprintf(rep.msg, sizeof(rep.msg), "randk %zu: %g vs %g", e,
+									 (double)buf[e], (double)m / k * g / n);
+							rep.wrong++;
+						}
+					}
+				}
+				if (kept != want) {
+					snprintf(rep.msg, sizeof(rep.msg), "randk kept %zu entries, want %zu", kept, want);
+					rep.wrong++;
+				}
+			}
+			if (!strcmp(path, "thc")) {
+				/* each rank's rounding is under one code step m/L, so the average is too */
+				uint32_t bits = strstr(cz_specs[c], "bits=8") ? 8 : 4;
+				double L = (double)((1u << (bits - 1)) - 1);
+				int rot = strstr(cz_specs[c], "rotate") != NULL;
+				for (size_t b0 = 0; b0 < CZ_COUNT; b0 += 256) {
+					size_t b1 = b0 + 256 < CZ_COUNT ? b0 + 256 : CZ_COUNT;
+					double m = 0, err2 = 0;
+					for (uint32_t i = 0; i < n; i++) {
+						double l2 = 0;
+						for (size_t e = b0; e < b1; e++) {
+							double v = small_input(seed, i, e);
+							l2 += v * v;
+							m = !rot && fabs(v) > m ? fabs(v) : m;
+						}
+						if (rot && sqrt(l2) > m)
+							m = sqrt(l2);     /* rotated max <= block L2 norm */
+					}
+					for (size_t e = b0; e < b1; e++) {
+						double g = 0;
+						for (uint32_t i = 0; i < n; i++)
+							g += small_input(seed, i, e);
+						double d = buf[e] - g / n;
+						err2 += d * d;
+						if (!rot && fabs(d) > m / L * 1.0001 + 1e-6) {
+							if (!rep.wrong)
+								snprintf(rep.msg, sizeof(rep.msg), "thc element %zu off by %g > %g",
+									 e, d, m / L);
+							rep.wrong++;
+						}
+					}
+					if (rot && sqrt(err2) > 16.0 * m / L * 1.0001 + 1e-5) {
+						if (!rep.wrong)
+							snprintf(rep.msg, sizeof(rep.msg), "thc block %zu: |err| %g > %g", b0,
+								 sqrt(err2), 16.0 * m / L);
+						rep.wrong++;
+					}
+				}
+			}
+		}
+		if (rep.status >= 0 && !strcmp(path, "sharded-ef")) {
+			/* algorithms.md §3.2 item 8, on the owned shard:
+			 * sum_t c_t + e_server + (1/n) sum_i e_worker_i == sum_t (1/n) sum_i g_i,t */
+			size_t off, cnt;
+			const float *es = gx_allreduce_server_residual(h, &off, &cnt);
+			memcpy(tmp, gx_allreduce_worker_residual(h), sizeof(float) * CZ_COUNT);
+			struct gx_allreduce_opts o;
+			gx_allreduce_opts_default(&o);
+			rep.status = gx_coll_allreduce(s, tmp, CZ_COUNT, GX_OP_SUM, &o);
+			for (size_t e = off; e < off + cnt && rep.status >= 0; e++) {
+				double lhs = sumc[e] + es[e - off] + (double)tmp[e] / n;
+				if (fabs(lhs - sumg[e]) > 1e-5) {
+					if (!rep.wrong)
+						snprintf(rep.msg, sizeof(rep.msg), "EF invariant at %zu: %.9g vs %.9g", e,
+							 lhs, sumg[e]);
+					rep.wrong++;
+				}
+			}
+		}
+		if (rep.status >= 0 && !strcmp(path, "ring-summable") && !randk) {
+			/* worker EF only: sum_t c_t + (1/n) sum_i e_i == sum_t avg g up to the hops' roundings */
+			memcpy(tmp, gx_allreduce_worker_residual(h), sizeof(float) * CZ_COUNT);
+			rep.status = gx_coll_allreduce(s, tmp, CZ_COUNT, GX_OP_AVG, NULL);
+			double tol = strstr(cz_specs[c], "fp16") ? 4e-3 : 1e-4;
+			for (size_t e = 0; e < CZ_COUNT && rep.status >= 0; e++) {
+				double lhs = sumc[e] + tmp[e];
+				if (fabs(lhs - sumg[e]) > tol) {
+					if (!rep.wrong)
+						snprintf(rep.msg, sizeof(rep.msg), "%s EF sum at %zu: %.9g vs %.9g",
+							 cz_specs[c], e, lhs, sumg[e]);
+					rep.wrong++;
+				}
+			}
+		}
+		if (rep.status < 0)
+			snprintf(rep.msg, sizeof(rep.msg), "%s: %s", cz_specs[c], gx_last_error());
+		snprintf(rep.msg + strlen(rep.msg), sizeof(rep.msg) - strlen(rep.msg), " [%s]", path);
+		report_send(up, &rep);
+		gx_allreduce_compressed_destroy(h);
+	}
+	free(buf);
+	free(tmp);
+	free(sumc);
+	free(sumg);
+}
+
+static void test_compressed(void)
+{
+	for (uint32_t n = 2; n <= 3; n++) {
+		struct world_cfg w = { n, 0.0, 10000 };
+		struct world W;
+		CU_ASSERT_EQUAL_FATAL(world_start(&W, &w, run_compressed), 0);
+		for (size_t c = 0; c < CZ_NSPECS; c++) {
+			uint64_t d0 = 0;
+			for (uint32_t r = 0; r < n; r++) {
+				struct report rep;
+				int ok = world_report(&W, r, &rep, 60000);
+				CU_ASSERT_EQUAL_FATAL(ok, 0);
+				CU_ASSERT_EQUAL(rep.status, GX_OK);
+				CU_ASSERT_EQUAL(rep.wrong, 0);
+				if (rep.status != GX_OK || rep.wrong)
+					fprintf(stderr, "n=%u %s rank %u: %s, %u wrong: %s\n", n, cz_specs[c], r,
+						gx_status_str(rep.status), rep.wrong, rep.msg);
+				if (r == 0)
+					d0 = rep.digest;
+				CU_ASSERT_EQUAL(rep.digest, d0);    /* bit-identical on every rank, every step */
+			}
+		}
+		world_end(&W);
+	}
+}
+
+static void test_thc_pieces(void)
+{
+	float x[256], y[256];
+	/* b-bit codes from n ranks: b + ceil(log2 n) bits */
+	CU_ASSERT_EQUAL(thc_wire_bits(4, 1), 4);
+	CU_ASSERT_EQUAL(thc_wire_bits(4, 2), 5);
+	CU_ASSERT_EQUAL(thc_wire_bits(4, 3), 6);
+	CU_ASSERT_EQUAL(thc_wire_bits(8, 5), 11);
+	CU_ASSERT_EQUAL(thc_wire_bits(8, 8), 11);
+	/* the orthonormal Hadamard transform keeps the norm and is its own inverse */
+	double n0 = 0, n1 = 0, back = 0;
+	for (int i = 0; i < 256; i++) {
+		x[i] = y[i] = small_input(3, 0, (size_t)i);
+		n0 += (double)x[i] * x[i];
+	}
+	thc_fwht(y, 256);
+	for (int i = 0; i < 256; i++)
+		n1 += (double)y[i] * y[i];
+	thc_fwht(y, 256);
+	for (int i = 0; i < 256; i++)
+		back = fmax(back, fabs((double)y[i] - x[i]));
+	CU_ASSERT(fabs(n0 - n1) < 1e-4 * n0);
+	CU_ASSERT(back < 1e-5);
+	/* a spike spreads over the whole block */
+	memset(x, 0, sizeof(x));
+	x[17] = 16.0f;
+	thc_fwht(x, 256);
+	for (int i = 0; i < 256; i++)
+		CU_ASSERT_EQUAL(fabsf(x[i]), 1.0f);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -632,9 +853,15 @@ int main(void)
 		{ "idle rank backs off", test_idle_backoff },
 		CU_TEST_INFO_NULL,
 	};
+	static CU_TestInfo cz[] = {
+		{ "THC widths and Hadamard rotation", test_thc_pieces },
+		{ "compressed: bit-identical, two-sided EF invariant, THC error bound (2-3 ranks)", test_compressed },
+		CU_TEST_INFO_NULL,
+	};
 	static CU_SuiteInfo suites[] = {
 		{ "schedule", NULL, NULL, NULL, NULL, sched },
 		{ "udp", NULL, NULL, NULL, NULL, udp },
+		{ "compressed", NULL, NULL, NULL, NULL, cz },
 		CU_SUITE_INFO_NULL,
 	};
 	return gx_test_main(suites);
