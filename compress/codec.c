@@ -86,8 +86,8 @@ static gx_status_t parse_spec(const char *spec, struct gx_codec *c)
 	c->bits = c->id == GX_CODEC_QSGD ? 4 : c->id == GX_CODEC_FIXED ? 8 : 0;
 	c->bucket = (c->id == GX_CODEC_QSGD || c->id == GX_CODEC_FIXED) ? 512 : 0;
 	c->ratio = 0.01;
-	if (params && !*params)
-		return spec_error(spec, "empty parameter list after ':'");
+	if (params && (!*params || *params == ',' || params[strlen(params) - 1] == ',' || strstr(params, ",,")))
+		return spec_error(spec, "empty parameter");
 	for (char *kv = params ? strtok_r(params, ",", &save) : NULL; kv; kv = strtok_r(NULL, ",", &save)) {
 		char *v = strchr(kv, '=');
 		if (v)
@@ -452,6 +452,8 @@ gx_status_t gx_codec_block_add(void *a, size_t a_len, const void *b, size_t b_le
 				ia.count, ib.count);
 	uint8_t *pa = (uint8_t *)a + GX_CODEC_HDR_BYTES;
 	const uint8_t *pb = (const uint8_t *)b + GX_CODEC_HDR_BYTES;
+	if ((st = gx_block_check_body(&ia, pa)) < 0 || (st = gx_block_check_body(&ib, pb)) < 0)
+		return st;
 	const struct gx_kern *k = gx_kern();
 	int inf;
 	switch (ia.codec) {

@@ -30,6 +30,8 @@ uint64_t gx_codec_block_bytes(const struct gx_codec *c, uint64_t m);
 void gx_hdr_write(uint8_t *p, const struct gx_codec *c, uint32_t bytes, uint32_t count, uint64_t offset);
 /* Validate a block's header and length (c: expected codec or NULL). */
 gx_status_t gx_block_parse(const void *blk, size_t len, const struct gx_codec *c, struct gx_codec_block *b);
+/* Validate a parsed block's payload (finite values and scales, codes and indices in range). */
+gx_status_t gx_block_check_body(const struct gx_codec_block *b, const uint8_t *p);
 /* Decode every block of buf into dst, whose element 0 is element `base` of the full array. */
 gx_status_t gx_decode_all_base(const struct gx_codec *c, const void *buf, size_t len, float *dst,
 			       size_t dst_n, uint64_t base, int acc);

@@ -134,7 +134,7 @@ static gx_status_t enc_randk_block(struct gx_codec *c, const struct gx_kern *k, 
 #define EMIT_SHARED(i)                                                                              \
 	do {                                                                                        \
 		float v_ = x[i] * sc;                                                               \
-		big |= gx_f2u(v_) & 0x7fffffffu;                                                    \
+		if ((gx_f2u(v_) & 0x7fffffffu) > big) big = gx_f2u(v_) & 0x7fffffffu;                                                    \
 		gx_stf(val + 4 * (size_t)n++, v_);                                                  \
 	} while (0)
 		RANDK_WALK(key, m, kk, EMIT_SHARED);
@@ -143,7 +143,7 @@ static gx_status_t enc_randk_block(struct gx_codec *c, const struct gx_kern *k, 
 #define EMIT_PAIR(i)                                                                                \
 	do {                                                                                        \
 		float v_ = x[i] * sc;                                                               \
-		big |= gx_f2u(v_) & 0x7fffffffu;                                                    \
+		if ((gx_f2u(v_) & 0x7fffffffu) > big) big = gx_f2u(v_) & 0x7fffffffu;                                                    \
 		gx_st32(idx + 4 * (size_t)n, (i));                                                  \
 		gx_stf(val + 4 * (size_t)n++, v_);                                                  \
 	} while (0)
@@ -377,8 +377,10 @@ static gx_status_t enc_topk(struct gx_codec *c, const struct gx_kern *k, const f
 		return st;
 	/* every NaN/Inf is at least as large as any threshold, so one is among the selected */
 	uint32_t big = 0;
-	for (uint32_t i = 0; i < kk; i++)
-		big |= gx_f2u(src[sel[i]]) & 0x7fffffffu;
+	for (uint32_t i = 0; i < kk; i++) {
+		uint32_t a = gx_f2u(src[sel[i]]) & 0x7fffffffu;
+		big = a > big ? a : big;
+	}
 	if (big >= GX_ABS_INF) {
 		size_t i = first_at_least(src, n, GX_ABS_INF);
 		return nonfinite(c, src, i, i, offset + i, "is not finite");
@@ -458,7 +460,7 @@ static gx_status_t bad_value(const struct gx_codec_block *b, const char *what)
 
 /* Payload checks before anything is written: finite values and scales, codes in range,
  * sparse indices increasing and inside the block. */
-static gx_status_t check_body(const struct gx_codec_block *b, const uint8_t *p)
+gx_status_t gx_block_check_body(const struct gx_codec_block *b, const uint8_t *p)
 {
 	uint32_t m = b->count, big = 0;
 
@@ -501,8 +503,18 @@ static gx_status_t check_body(const struct gx_codec_block *b, const uint8_t *p)
 		if (!ob && b->levels == (1u << (w - 1)) - 1)
 			return GX_OK;     /* every code is valid */
 		for (uint32_t j = 0; j < nb; j++) {
-			uint32_t mb = j + 1 < nb ? b->bucket : m - j * b->bucket;
-			for (uint32_t i = 0; i < mb; i++) {
+			uint32_t mb = j + 1 < nb ? b->bucket : m - j * b->bucket, i = 0;
+			if (ob && (w == 2 || w == 4 || w == 8)) {
+				/* fixed point: the one invalid code is all ones (2L + 1); whole bytes at once */
+				uint32_t per = 8 / w, full = mb / per, bad = 0, f = (1u << w) - 1;
+				for (uint32_t byte = 0; byte < full; byte++)
+					for (uint32_t k = 0; k < per; k++)
+						bad |= ((codes[byte] >> (k * w)) & f) == f;
+				if (bad)
+					return bad_value(b, "a code beyond the levels");
+				i = full * per;
+			}
+			for (; i < mb; i++) {
 				uint32_t code = gx_sq_get(codes, i, w);
 				if ((ob ? code : code & ((1u << (w - 1)) - 1)) > lim)
 					return bad_value(b, "a code beyond the levels");
@@ -605,7 +617,7 @@ static gx_status_t decode_one(const struct gx_codec *c, const void *blk, size_t 
 				(unsigned long long)(b.offset + b.count), (unsigned long long)base,
 				(unsigned long long)(base + dst_n));
 	const uint8_t *p = (const uint8_t *)blk + GX_CODEC_HDR_BYTES;
-	if ((st = check_body(&b, p)) < 0)
+	if ((st = gx_block_check_body(&b, p)) < 0)
 		return st;
 	dec_body(gx_kern(), &b, p, dst + (b.offset - base), acc);
 	if (used)
