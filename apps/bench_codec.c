@@ -183,6 +183,12 @@ int bench_codec_main(int argc, char **argv)
 			return 2;
 		}
 		snprintf(name, sizeof(name), "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
+		if (strcmp(name, "--sizes") && strcmp(name, "--codecs") && strcmp(name, "--iters") &&
+		    strcmp(name, "--payload") && strcmp(name, "--simd")) {
+			fprintf(stderr, "gx-bench codec: unknown flag %s\n", name);
+			usage(stderr);
+			return 2;
+		}
 		v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
 		if (!v) {
 			fprintf(stderr, "gx-bench codec: %s needs a value\n", name);
