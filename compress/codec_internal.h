@@ -201,6 +201,10 @@ struct gx_kern {
 	/* top-k candidates: indices i (ascending) with absbits(x_i) >= t, at most cap stored;
 	 * returns how many qualify in all */
 	size_t (*scan_ge)(const float *x, size_t n, uint32_t t, uint32_t *idx, size_t cap);
+	/* rand-k selection sampling (Knuth's algorithm S) over [0, m), resumable: from element *i
+	 * with *need still to choose, element i is taken iff (u32(key, i) * (m - i)) >> 32 < need;
+	 * writes at most cap chosen indices, returns how many, advances *i and *need */
+	size_t (*randk_pick)(uint64_t key, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx, size_t cap);
 };
 
 extern const struct gx_kern gx_kern_scalar;

@@ -104,16 +104,14 @@ static gx_status_t enc_sq_block(struct gx_codec *c, const struct gx_kern *k, con
 	return GX_OK;
 }
 
-/* Selection sampling (Knuth's algorithm S) with 32-bit integer draws: exactly k of m, each k-subset
- * (almost exactly) equally likely, in increasing order.  Calls emit(i) for each chosen index. */
-#define RANDK_WALK(key, m, k, EMIT)                                                                 \
+/* Calls EMIT(i) for each index chosen by the kernel's selection sampling, in increasing order. */
+#define RANDK_WALK(k_, key, m, kk, EMIT)                                                            \
 	do {                                                                                        \
-		uint32_t need_ = (k);                                                               \
-		for (uint32_t i_ = 0; i_ < (m) && need_; i_++) {                                    \
-			if ((((uint64_t)gx_rng_u32((key), i_) * ((m) - i_)) >> 32) < need_) {        \
-				EMIT(i_);                                                           \
-				need_--;                                                            \
-			}                                                                           \
+		uint32_t pos_ = 0, need_ = (kk), buf_[256];                                        \
+		while (need_) {                                                                     \
+			size_t got_ = (k_)->randk_pick((key), (m), &pos_, &need_, buf_, 256);      \
+			for (size_t e_ = 0; e_ < got_; e_++)                                        \
+				EMIT(buf_[e_]);                                                     \
 		}                                                                                   \
 	} while (0)
 
@@ -137,7 +135,7 @@ static gx_status_t enc_randk_block(struct gx_codec *c, const struct gx_kern *k, 
 		if ((gx_f2u(v_) & 0x7fffffffu) > big) big = gx_f2u(v_) & 0x7fffffffu;                                                    \
 		gx_stf(val + 4 * (size_t)n++, v_);                                                  \
 	} while (0)
-		RANDK_WALK(key, m, kk, EMIT_SHARED);
+		RANDK_WALK(k, key, m, kk, EMIT_SHARED);
 	} else {
 		uint8_t *idx = body, *val = body + 4 * (size_t)kk;
 #define EMIT_PAIR(i)                                                                                \
@@ -147,7 +145,7 @@ static gx_status_t enc_randk_block(struct gx_codec *c, const struct gx_kern *k, 
 		gx_st32(idx + 4 * (size_t)n, (i));                                                  \
 		gx_stf(val + 4 * (size_t)n++, v_);                                                  \
 	} while (0)
-		RANDK_WALK(key, m, kk, EMIT_PAIR);
+		RANDK_WALK(k, key, m, kk, EMIT_PAIR);
 	}
 	if (big >= GX_ABS_INF)
 		return gx_error(GX_ERR_NONFINITE, "%s encode: a value scaled by m/k = %g overflows float in the "
@@ -589,7 +587,7 @@ static void dec_body(const struct gx_kern *k, const struct gx_codec_block *b, co
 			memcpy(&key, p, 8);
 			const uint8_t *val = p + 8;
 #define EMIT_DEC(i) (out[i] += gx_ldf(val + 4 * (size_t)n++))
-			RANDK_WALK(key, m, b->nnz, EMIT_DEC);
+			RANDK_WALK(k, key, m, b->nnz, EMIT_DEC);
 		} else {
 			const uint8_t *val = p + 4 * (size_t)b->nnz;
 			for (uint32_t e = 0; e < b->nnz; e++)

@@ -478,6 +478,39 @@ T2 static size_t v_scan_ge(const float *x, size_t n, uint32_t t, uint32_t *idx, 
 	return gx_scan_ge_tail(x, i, n, t, idx, cap, cnt);
 }
 
+T2 size_t gx_avx2_randk_pick(uint64_t key, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx, size_t cap)
+{
+	__m256i klo = _mm256_set1_epi32((int)(uint32_t)key), khi = _mm256_set1_epi32((int)(uint32_t)(key >> 32));
+	__m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	__m256i hi_mask = _mm256_set1_epi64x((long long)0xffffffff00000000ull);
+	uint32_t j = *i, nd = *need;
+	size_t cnt = 0;
+	while (nd && cnt < cap && j + 8 <= m) {
+		__m256i id = _mm256_add_epi32(lane, _mm256_set1_epi32((int)j));
+		__m256i r = mix32(_mm256_add_epi32(mix32(_mm256_xor_si256(id, klo)), khi));
+		__m256i rem = _mm256_sub_epi32(_mm256_set1_epi32((int)m), id);          /* m - i, >= 1 */
+		__m256i pe = _mm256_mul_epu32(r, rem);
+		__m256i po = _mm256_mul_epu32(_mm256_srli_epi64(r, 32), _mm256_srli_epi64(rem, 32));
+		__m256i hi = _mm256_or_si256(_mm256_srli_epi64(pe, 32), _mm256_and_si256(po, hi_mask));
+		/* hi < need, unsigned: hi < m <= 2^32 - 1 and need <= m, compare through a bias */
+		__m256i bias = _mm256_set1_epi32((int)0x80000000u);
+		__m256i lt = _mm256_cmpgt_epi32(_mm256_xor_si256(_mm256_set1_epi32((int)nd), bias),
+						_mm256_xor_si256(hi, bias));
+		uint32_t mask = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(lt));
+		if (!mask) {
+			j += 8;
+			continue;
+		}
+		uint32_t first = (uint32_t)__builtin_ctz(mask);
+		idx[cnt++] = j + first;     /* the lanes before it were rejected with the same need */
+		nd--;
+		j += first + 1;
+	}
+	*i = j;
+	*need = nd;
+	return gx_randk_pick_tail(key, m, i, need, idx, cap, cnt);
+}
+
 const struct gx_kern gx_kern_avx2 = {
 	.name = "avx2",
 	.absmax = v_absmax,
@@ -500,4 +533,5 @@ const struct gx_kern gx_kern_avx2 = {
 	.enc_sign = v_enc_sign,
 	.dec_sign = gx_avx2_dec_sign,
 	.scan_ge = v_scan_ge,
+	.randk_pick = gx_avx2_randk_pick,
 };

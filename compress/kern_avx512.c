@@ -15,6 +15,7 @@ int gx_avx2_add_f16(uint8_t *a, const uint8_t *b, size_t n);
 int gx_avx2_add_bf16(uint8_t *a, const uint8_t *b, size_t n);
 void gx_avx2_dec_sq(const uint8_t *in, size_t n, uint32_t w, uint32_t smax, int offset_binary, float step,
 		    float *out, int acc);
+size_t gx_avx2_randk_pick(uint64_t key, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx, size_t cap);
 void gx_avx2_dec_sign(const uint8_t *in, size_t n, float scale, float *out, int acc);
 
 T5 static inline __m512i abs_bits(__m512 v)
@@ -315,4 +316,5 @@ const struct gx_kern gx_kern_avx512 = {
 	.enc_sign = z_enc_sign,
 	.dec_sign = gx_avx2_dec_sign,
 	.scan_ge = z_scan_ge,
+	.randk_pick = gx_avx2_randk_pick,
 };

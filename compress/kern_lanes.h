@@ -86,4 +86,19 @@ static inline size_t gx_scan_ge_tail(const float *x, size_t i0, size_t n, uint32
 	return cnt;
 }
 
+static inline size_t gx_randk_pick_tail(uint64_t key, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx,
+					size_t cap, size_t cnt)
+{
+	uint32_t j = *i, nd = *need;
+	for (; j < m && nd && cnt < cap; j++) {
+		if ((((uint64_t)gx_rng_u32(key, j) * (m - j)) >> 32) < nd) {
+			idx[cnt++] = j;
+			nd--;
+		}
+	}
+	*i = j;
+	*need = nd;
+	return cnt;
+}
+
 #endif

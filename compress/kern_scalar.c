@@ -184,6 +184,11 @@ static size_t s_scan_ge(const float *x, size_t n, uint32_t t, uint32_t *idx, siz
 	return gx_scan_ge_tail(x, 0, n, t, idx, cap, 0);
 }
 
+static size_t s_randk_pick(uint64_t key, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx, size_t cap)
+{
+	return gx_randk_pick_tail(key, m, i, need, idx, cap, 0);
+}
+
 const struct gx_kern gx_kern_scalar = {
 	.name = "scalar",
 	.absmax = s_absmax,
@@ -206,4 +211,5 @@ const struct gx_kern gx_kern_scalar = {
 	.enc_sign = s_enc_sign,
 	.dec_sign = s_dec_sign,
 	.scan_ge = s_scan_ge,
+	.randk_pick = s_randk_pick,
 };
