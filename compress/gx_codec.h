@@ -121,7 +121,8 @@ const char *gx_codec_specs(void);
 /* Elements one full block covers for this payload (dense codecs and randk); for topk the most
  * (index, value) pairs one block holds.  0 when the payload cannot hold a useful block. */
 size_t gx_codec_block_elems(const struct gx_codec *c, size_t payload);
-/* Exact bytes and number of blocks of encoding n elements with this payload. */
+/* Exact bytes and number of blocks of encoding n elements with this payload (for a dense codec or
+ * randk and n <= gx_codec_block_elems: the bytes of that one block). */
 gx_status_t gx_codec_encoded_size(const struct gx_codec *c, size_t n, size_t payload,
 				  size_t *bytes, size_t *nblocks);
 
