@@ -157,12 +157,189 @@ static int udp_send_stranger(const struct tcfg *c, uint32_t rank, const void *bl
 	return r;
 }
 
+#if GX_DPDK_BACKEND_BUILT
+/* ---- dpdk configurations (added by the dpdk backend's engineer) ----------------------------------
+ * dpdk-af-packet: each rank's port is net_af_packet on its end of a veth pair between two namespaces
+ * (prefix gxdp, IPv6 off); dpdk-memif: net_memif, rank 0 the server and rank 1 the client, on a socket
+ * in a temporary directory.  EAL: --no-huge --no-shconf --no-pci (no hugepages, nothing left behind).
+ * The EAL only ever starts in the forked ranks: the harness's in-process error checks are refused by
+ * the backend before it starts the EAL. */
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <sys/stat.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+static char dpdk_eal[MAX_RANKS][320];
+static char dpdk_memif_dir[64];
+
+/* transport/dpdk.c's address blob. */
+struct dpdk_blob {
+	uint32_t magic, rank;
+	uint8_t mac[6];
+	uint16_t udp_port;                /* network order */
+	uint32_t ip;                      /* network order */
+};
+
+static void dpdk_afp_setup(struct tcfg *c)
+{
+	gx_test_require_root("dpdk af_packet transport tests (namespaces, raw sockets)");
+	if (system("ip netns list >/dev/null 2>&1") != 0)
+		gx_test_skip("iproute2 ('ip netns') is not installed");
+	for (int r = 0; r < 2; r++) {
+		snprintf(c->ns[r], sizeof(c->ns[r]), "gxdp%d%c", (int)getpid() % 10000000, 'a' + r);
+		snprintf(c->ip[r], sizeof(c->ip[r]), "10.78.0.%d", r + 1);
+	}
+	int bad = sh("ip netns add %s", c->ns[0]) || sh("ip netns add %s", c->ns[1]) ||
+		  sh("ip link add %s netns %s type veth peer name %s netns %s", c->ns[0], c->ns[0],
+		     c->ns[1], c->ns[1]);
+	for (int r = 0; r < 2 && !bad; r++)
+		bad = sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+			 "net.ipv6.conf.default.disable_ipv6=1", c->ns[r]) ||
+		      sh("ip -n %s link set dev %s up", c->ns[r], c->ns[r]) ||
+		      sh("ip -n %s link set dev lo up", c->ns[r]);
+	if (bad) {
+		netns_teardown(c);
+		fprintf(stderr, "FAIL: could not build the test network (see the failing command above)\n");
+		exit(1);
+	}
+}
+
+static void dpdk_afp_opts(const struct tcfg *c, uint32_t rank, struct gx_transport_opts *o)
+{
+	snprintf(dpdk_eal[rank], sizeof(dpdk_eal[rank]), "--no-huge --no-shconf --no-pci "
+		 "--log-level=warning --vdev=net_af_packet0,iface=%s,framecnt=4096", c->ns[rank]);
+	o->dpdk_eal = dpdk_eal[rank];
+	o->dpdk_ip = c->ip[rank];
+}
+
+static void dpdk_memif_setup(struct tcfg *c)
+{
+	gx_test_require_root("dpdk memif transport tests");
+	snprintf(dpdk_memif_dir, sizeof(dpdk_memif_dir), "/tmp/gxdp-tr-XXXXXX");
+	if (!mkdtemp(dpdk_memif_dir)) {
+		fprintf(stderr, "FAIL: mkdtemp: %s\n", strerror(errno));
+		exit(1);
+	}
+	for (int r = 0; r < 2; r++)
+		snprintf(c->ip[r], sizeof(c->ip[r]), "10.79.0.%d", r + 1);
+}
+
+static void dpdk_memif_teardown(struct tcfg *c)
+{
+	(void)c;
+	if (dpdk_memif_dir[0])
+		sh("rm -rf %s", dpdk_memif_dir);
+}
+
+static void dpdk_memif_opts(const struct tcfg *c, uint32_t rank, struct gx_transport_opts *o)
+{
+	snprintf(dpdk_eal[rank], sizeof(dpdk_eal[rank]), "--no-huge --no-shconf --no-pci "
+		 "--log-level=warning --vdev=net_memif0,role=%s,socket=%s/memif.sock,socket-abstract=no",
+		 rank == 0 ? "server" : "client", dpdk_memif_dir);
+	o->dpdk_eal = dpdk_eal[rank];
+	o->dpdk_ip = c->ip[rank];
+}
+
+/* An Ethernet/IPv4/UDP frame to the peer's port from 10.7x.0.99, an address that is no rank's. */
+static size_t dpdk_stranger_frame(uint8_t *f, const struct dpdk_blob *a, const void *payload, size_t len)
+{
+	static const uint8_t src_mac[6] = { 0x02, 0x67, 0x78, 0x64, 0x70, 0x99 };
+	uint8_t *ip = f + 14, *udp = ip + 20;
+	uint32_t s = 0;
+
+	memcpy(f, a->mac, 6);
+	memcpy(f + 6, src_mac, 6);
+	f[12] = 0x08, f[13] = 0x00;
+	memset(ip, 0, 20);
+	ip[0] = 0x45;
+	ip[2] = (uint8_t)((28 + len) >> 8), ip[3] = (uint8_t)(28 + len);
+	ip[6] = 0x40;                     /* DF */
+	ip[8] = 64, ip[9] = IPPROTO_UDP;
+	memcpy(ip + 16, &a->ip, 4);
+	memcpy(ip + 12, &a->ip, 4);
+	ip[15] = 99;
+	for (int i = 0; i < 20; i += 2)
+		s += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	ip[10] = (uint8_t)(~s >> 8), ip[11] = (uint8_t)~s;
+	memcpy(udp, &a->udp_port, 2);
+	memcpy(udp + 2, &a->udp_port, 2);
+	udp[4] = (uint8_t)((8 + len) >> 8), udp[5] = (uint8_t)(8 + len);
+	udp[6] = udp[7] = 0;
+	memcpy(udp + 8, payload, len);
+	return 42 + len;
+}
+
+/* af_packet: a raw socket on this rank's veth end (the rank is already in its namespace). */
+static int dpdk_afp_send_stranger(const struct tcfg *c, uint32_t rank, const void *blob, size_t blen,
+				  const void *frame, size_t len)
+{
+	struct dpdk_blob a;
+	uint8_t f[2048];
+
+	if (blen != sizeof(a) || len + 42 > sizeof(f))
+		return -1;
+	memcpy(&a, blob, sizeof(a));
+	size_t n = dpdk_stranger_frame(f, &a, frame, len);
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_halen = 6,
+				   .sll_ifindex = (int)if_nametoindex(c->ns[rank]) };
+	memcpy(sll.sll_addr, a.mac, 6);
+	int fd = socket(AF_PACKET, SOCK_RAW, 0);
+	if (fd < 0 || sll.sll_ifindex == 0)
+		return -1;
+	int r = sendto(fd, f, n, 0, (struct sockaddr *)&sll, sizeof(sll)) == (ssize_t)n ? 0 : -1;
+	close(fd);
+	return r;
+}
+
+/* memif: straight onto this rank's DPDK port, between two gx_net calls on the same thread. */
+static int dpdk_memif_send_stranger(const struct tcfg *c, uint32_t rank, const void *blob, size_t blen,
+				    const void *frame, size_t len)
+{
+	static struct rte_mempool *pool;
+	struct dpdk_blob a;
+	uint16_t port;
+
+	(void)c;
+	(void)rank;
+	if (blen != sizeof(a) || len + 42 > RTE_MBUF_DEFAULT_DATAROOM ||
+	    rte_eth_dev_get_port_by_name("net_memif0", &port) != 0)
+		return -1;
+	if (!pool && !(pool = rte_pktmbuf_pool_create("gxdp_stranger", 63, 0, 0,
+						      RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY)))
+		return -1;
+	memcpy(&a, blob, sizeof(a));
+	struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+	if (!m)
+		return -1;
+	uint8_t *f = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)(len + 42));
+	dpdk_stranger_frame(f, &a, frame, len);
+	for (int t = 0; t < 1000; t++)
+		if (rte_eth_tx_burst(port, 0, &m, 1) == 1)
+			return 0;
+	rte_pktmbuf_free(m);
+	return -1;
+}
+#endif
+
 static struct tcfg configs[] = {
 	{ .name = "udp-loopback", .backend = "udp", .what = "udp on 127.0.0.1, ranks as processes",
 	  .max_bytes = 64u << 20, .rank_opts = loopback_opts, .send_stranger = udp_send_stranger },
 	{ .name = "udp-netns", .backend = "udp", .what = "udp across two namespaces joined by a veth pair (root)",
 	  .max_bytes = 64u << 20, .setup = netns_setup, .teardown = netns_teardown, .rank_opts = netns_opts,
 	  .enter = netns_enter, .send_stranger = udp_send_stranger },
+#if GX_DPDK_BACKEND_BUILT
+	{ .name = "dpdk-af-packet", .backend = "dpdk",
+	  .what = "dpdk net_af_packet on a veth pair between two namespaces (root)",
+	  .max_bytes = 64u << 20, .setup = dpdk_afp_setup, .teardown = netns_teardown,
+	  .rank_opts = dpdk_afp_opts, .enter = netns_enter, .send_stranger = dpdk_afp_send_stranger },
+	{ .name = "dpdk-memif", .backend = "dpdk",
+	  .what = "dpdk net_memif between two processes, rank 0 the server (root)",
+	  .max_bytes = 64u << 20, .setup = dpdk_memif_setup, .teardown = dpdk_memif_teardown,
+	  .rank_opts = dpdk_memif_opts, .send_stranger = dpdk_memif_send_stranger },
+#endif
 };
 
 /* ---- rank harness --------------------------------------------------------------------------- */

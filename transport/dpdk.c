@@ -54,6 +54,7 @@
 #define DP_ADDR_MAGIC 0x50445847u        /* "GXDP" */
 #define DP_AFP_FRAME_OVERHEAD 52u        /* af_packet: framesz must be >= frame + this (testbed.md) */
 #define DP_START_TIMEOUT_MS 10000u       /* memif client: how long to wait for the server */
+#define DP_START_MIN_MS 5000u
 
 extern const struct gx_backend_ops gx_dpdk_ops;   /* listed by backend.c's registry */
 
@@ -485,6 +486,30 @@ static gx_status_t memif_wait_server(struct dp_backend *d, const char *args, uin
 	return GX_OK;
 }
 
+static bool memif_is_client(const char *args)
+{
+	char role[16] = "server";
+
+	devarg_str(args, "role", role, sizeof(role));
+	return !strcmp(role, "client") || !strcmp(role, "slave");
+}
+
+#define MEMIF_LINK_WAIT_MS 1000u
+
+static bool memif_link_up(uint16_t port, uint32_t wait_ms)
+{
+	uint64_t until = gx_now_ns() + (uint64_t)wait_ms * 1000000ull;
+
+	do {
+		struct rte_eth_link link;
+		if (rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP)
+			return true;
+		struct timespec ts = { 0, 2 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	} while (gx_now_ns() < until);
+	return false;
+}
+
 static void build_peer_hdr(struct dp_backend *d, struct dp_peer *p, const struct dp_addr *a)
 {
 	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)p->hdr;
@@ -724,20 +749,39 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 			 d->name, d->driver, strerror(-rc));
 		goto fail;
 	}
-	uint32_t start_ms = o->peer_timeout_ms ? o->peer_timeout_ms : DP_START_TIMEOUT_MS;
+	/* How long a memif client waits for its server: the peer timeout, but never so short that
+	 * two processes started together miss each other. */
+	uint32_t start_ms = o->peer_timeout_ms > DP_START_MIN_MS ? o->peer_timeout_ms :
+			    o->peer_timeout_ms ? DP_START_MIN_MS : DP_START_TIMEOUT_MS;
 	if (memif && memif_wait_server(d, args, start_ms) < 0)
 		goto fail;
-	/* A memif client whose server is not listening yet fails to start: retry, bounded. */
+	/* A memif client whose server is not listening yet fails to start, and one that connects
+	 * while the server is still setting up its port can be left with a link that never comes
+	 * up: start, wait for the link, and stop and start again if it stays down (bounded). */
 	uint64_t deadline = gx_now_ns() + (uint64_t)start_ms * 1000000ull;
-	while ((rc = rte_eth_dev_start(d->port)) != 0) {
+	bool client = memif && memif_is_client(args);
+	for (unsigned attempt = 0;; attempt++) {
+		rc = rte_eth_dev_start(d->port);
+		if (rc == 0 && (!client || memif_link_up(d->port, MEMIF_LINK_WAIT_MS)))
+			break;
 		if (!memif || gx_now_ns() > deadline) {
+			if (rc == 0) {
+				rte_eth_dev_stop(d->port);
+				gx_error(GX_ERR_TIMEOUT, "dpdk: memif client port '%s' started but its link did "
+					 "not come up in %u ms (%u attempts): is a server (role=server) with the "
+					 "same socket= running and polling? see docs/dpdk.md", d->name, start_ms,
+					 attempt + 1);
+				goto fail;
+			}
 			snprintf(why, sizeof(why), "%s", memif ? "; memif: is the server (role=server, same "
 				 "socket=) running, and was it started first?" : "");
 			gx_error(GX_ERR_IO, "dpdk: port '%s' (%s): rte_eth_dev_start: %s%s; see docs/dpdk.md",
 				 d->name, d->driver, strerror(-rc), why);
 			goto fail;
 		}
-		struct timespec ts = { 0, 200 * 1000 * 1000 };   /* the PMD logs every failed try */
+		if (rc == 0)
+			rte_eth_dev_stop(d->port);
+		struct timespec ts = { 0, 100 * 1000 * 1000 };   /* the PMD logs every failed try */
 		nanosleep(&ts, NULL);
 	}
 	/* Unicast to our own MAC only; af_packet and memif ignore this, NICs honour it. */
