@@ -336,7 +336,7 @@ static void print_nics(FILE *f)
 		ssize_t n = readlink(path, buf, sizeof(buf) - 1);
 		buf[n > 0 ? n : 0] = '\0';
 		const char *pci = n > 0 ? strrchr(buf, '/') : NULL;
-		fprintf(f, "  %-16s %s%s  NUMA node %s\n", e->d_name, pci ? "PCI " : "virtual (no PCI device)",
+		fprintf(f, "  %-16s %s%s  NUMA node %s\n", e->d_name, !pci ? "virtual (no device)" : looks_like_pci(pci + 1) ? "PCI " : "device ",
 			pci ? pci + 1 : "", has_dev && node >= 0 ? (snprintf(path, sizeof(path), "%d", node), path) : "unknown");
 	}
 	closedir(d);

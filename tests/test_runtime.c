@@ -306,6 +306,7 @@ static int rank_main(int rank, int size, const char *store, enum gx_progress pro
 {
 	struct gx_comm_opts o;
 	struct exchange x = { 0 };
+	int verbose = rank < 0;
 
 	gx_comm_opts_default(&o);
 	o.rank = rank;
@@ -317,6 +318,11 @@ static int rank_main(int rank, int size, const char *store, enum gx_progress pro
 	if (!(x.c = gx_comm_init(&o))) {
 		fprintf(stderr, "rank %d: %s\n", rank, gx_last_error());
 		return 10;
+	}
+	if (rank < 0) {                /* started by gx-run: rank and size from GX_RANK/GX_SIZE */
+		rank = (int)gx_comm_rank(x.c);
+		size = (int)gx_comm_size(x.c);
+		printf("rank %d of %d up\n", rank, size);
 	}
 	if (gx_comm_rank(x.c) != (uint32_t)rank || gx_comm_size(x.c) != (uint32_t)size)
 		return 11;
@@ -331,6 +337,8 @@ static int rank_main(int rank, int size, const char *store, enum gx_progress pro
 			return 13;
 		}
 	gx_comm_destroy(x.c);
+	if (verbose && rank > 0)
+		printf("rank %d exchanged with all %d peers\n", rank, size - 1);
 	return 0;
 }
 
@@ -364,6 +372,70 @@ static void test_ranks_thread(void)
 		run_ranks(n, GX_PROGRESS_THREAD);
 }
 
+/* ---- scripts/gx-run ---------------------------------------------------------------------------- */
+static int run_script(const char *args, char *out, size_t outlen)
+{
+	char cmd[1024], path[512], self[512];
+	gx_test_path(path, sizeof(path), 0, "scripts/gx-run");
+	gx_test_path(self, sizeof(self), 1, "tests/test_runtime");
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s %s 2>&1", path, args);
+	char *at = strstr(cmd, "SELF");
+	if (at) {
+		char rest[512];
+		snprintf(rest, sizeof(rest), "%s", at + 4);
+		snprintf(at, sizeof(cmd) - (size_t)(at - cmd), "%s%s", self, rest);
+	}
+	FILE *f = popen(cmd, "r");
+	size_t n = 0;
+	if (!f)
+		return -1;
+	while (n + 1 < outlen && fgets(out + n, (int)(outlen - n), f))
+		n += strlen(out + n);
+	out[n] = '\0';
+	int ws = pclose(f);
+	return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+}
+
+static void test_gx_run(void)
+{
+	static char out[16384];
+	char args[256];
+
+	/* 3 ranks meet through rank 0's store and exchange packets; output is prefixed per rank */
+	int rc = run_script("-n 3 --timeout 50 -- SELF --as-rank", out, sizeof(out));
+	if (rc != 0)
+		fprintf(stderr, "%s\n", out);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[rank 2] rank 2 of 3 up"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[rank 1] rank 1 exchanged with all 2 peers"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "gx-run: rank 0: exit 0"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "gx-run: rank 2: exit 0"));
+
+	/* the same through a standalone gx-store */
+	rc = run_script("-n 2 --external-store --timeout 50 -- SELF --as-rank", out, sizeof(out));
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[store] gx-store: serving on 127.0.0.1:"));
+
+	/* a failing rank is reported with its status, and gx-run fails */
+	snprintf(args, sizeof(args), "-n 2 -- sh -c 'exit $((GX_RANK * 3))'");
+	rc = run_script(args, out, sizeof(out));
+	CU_ASSERT_EQUAL(rc, 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "gx-run: rank 0: exit 0"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "gx-run: rank 1: exit 3"));
+
+	/* --timeout stops a hung job and says so */
+	rc = run_script("-n 2 --timeout 1 -- sleep 30", out, sizeof(out));
+	CU_ASSERT_EQUAL(rc, 124);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "killed by signal 15"));
+
+	/* bad flags exit 2 with a message */
+	CU_ASSERT_EQUAL(run_script("-n 0 -- true", out, sizeof(out)), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "-n wants 1..4096"));
+	CU_ASSERT_EQUAL(run_script("-n 2 --bogus -- true", out, sizeof(out)), 2);
+	CU_ASSERT_EQUAL(run_script("-n 2", out, sizeof(out)), 2);
+	CU_ASSERT_EQUAL(run_script("-n 2 --store-port 70000 -- true", out, sizeof(out)), 2);
+}
+
 static CU_TestInfo ring_tests[] = {
 	{ "full/empty/wrap-around", test_ring_basic },
 	{ "two threads, 2M items in order, none lost", test_ring_threads },
@@ -380,11 +452,14 @@ static CU_TestInfo engine_tests[] = {
 static CU_TestInfo comm_tests[] = {
 	{ "1..5 ranks over udp, app progress", test_ranks_app },
 	{ "2 and 5 ranks over udp, engine threads", test_ranks_thread },
+	{ "scripts/gx-run: ranks, external store, statuses, timeout, bad flags", test_gx_run },
 	CU_TEST_INFO_NULL,
 };
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "--as-rank"))
+		return rank_main(-1, -1, NULL, GX_PROGRESS_APP);
 	CU_SuiteInfo suites[] = {
 		{ "ring", NULL, NULL, NULL, NULL, ring_tests },
 		{ "engine", NULL, NULL, NULL, NULL, engine_tests },

@@ -1,0 +1,127 @@
+/* gx-info: what this machine and this build offer gx: the topology (hwloc), NICs and their NUMA
+ * nodes, DPDK ports (only with --dpdk-eal: EAL initialisation has side effects), verbs devices, the
+ * core the engine would pick for the given transport settings, and the transports built in.
+ * Takes the runtime settings of gx_config.h (--transport, --udp-ip, --dpdk-port, ...). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gx_bootstrap.h"
+#include "gx_build_config.h"
+#include "gx_config.h"
+#include "gx_topology.h"
+#include "gx_transport.h"
+
+#if GX_HAVE_RDMA
+#include <infiniband/verbs.h>
+#endif
+#if GX_HAVE_DPDK
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#endif
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: gx-info [runtime settings]\n"
+		   "Prints the topology, NICs, DPDK ports (with --dpdk-eal only), verbs devices, the core\n"
+		   "the engine would pick for these settings, and the transports this build has.\n\n");
+	gx_config_help(f);
+}
+
+static void print_verbs(void)
+{
+#if GX_HAVE_RDMA
+	int n = 0;
+	struct ibv_device **l = ibv_get_device_list(&n);
+	printf("verbs devices: ");
+	if (!l || n == 0)
+		printf("none (no RDMA NIC; for tests, a soft-RoCE device: rdma link add rxe0 type rxe "
+		       "netdev IF)\n");
+	else {
+		for (int i = 0; i < n; i++)
+			printf("%s%s", i ? ", " : "", ibv_get_device_name(l[i]));
+		printf("\n");
+	}
+	if (l)
+		ibv_free_device_list(l);
+#else
+	printf("verbs devices: not built with libibverbs (GX_HAVE_RDMA=0)\n");
+#endif
+}
+
+static int print_dpdk(const char *eal)
+{
+#if GX_HAVE_DPDK
+	char *copy = strdup(eal), *save = NULL;
+	char *args[64];
+	int n = 0;
+
+	args[n++] = "gx-info";
+	for (char *t = strtok_r(copy, " ", &save); t && n < 63; t = strtok_r(NULL, " ", &save))
+		args[n++] = t;
+	args[n] = NULL;
+	if (rte_eal_init(n, args) < 0) {
+		printf("DPDK ports: EAL initialisation failed with '%s' (try --dpdk-eal \"--no-huge "
+		       "--no-shconf --no-pci --vdev=net_af_packet0,iface=IF\")\n", eal);
+		free(copy);
+		return 1;
+	}
+	uint16_t port;
+	printf("DPDK ports: %u\n", rte_eth_dev_count_avail());
+	RTE_ETH_FOREACH_DEV(port) {
+		char name[RTE_ETH_NAME_MAX_LEN] = "";
+		struct rte_ether_addr mac;
+		rte_eth_dev_get_name_by_port(port, name);
+		rte_eth_macaddr_get(port, &mac);
+		printf("  port %u: %s  mac " RTE_ETHER_ADDR_PRT_FMT "  NUMA socket %d\n", port, name,
+		       RTE_ETHER_ADDR_BYTES(&mac), rte_eth_dev_socket_id(port));
+	}
+	rte_eal_cleanup();
+	free(copy);
+	return 0;
+#else
+	printf("DPDK ports: not built with DPDK (GX_HAVE_DPDK=0); '%s' ignored\n", eal);
+	return 0;
+#endif
+}
+
+int main(int argc, char **argv)
+{
+	struct gx_comm_opts o;
+	struct gx_core_choice ch;
+
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		}
+	gx_comm_opts_default(&o);
+	if (gx_config_parse(&argc, argv, &o) < 0) {
+		fprintf(stderr, "gx-info: %s\n", gx_last_error());
+		return 2;
+	}
+	if (argc > 1) {
+		fprintf(stderr, "gx-info: unknown argument '%s' (see gx-info --help)\n", argv[1]);
+		return 2;
+	}
+	printf("gx %s\n", GX_VERSION);
+	gx_topo_print(stdout);
+	print_verbs();
+	if (o.tr.dpdk_eal && *o.tr.dpdk_eal)
+		print_dpdk(o.tr.dpdk_eal);
+	else
+		printf("DPDK ports: %s\n", GX_HAVE_DPDK ? "not probed (pass --dpdk-eal \"...\" to "
+		       "initialise the EAL and list them)" : "not built with DPDK");
+
+	struct gx_boot b;
+	int local_rank = -1;
+	if (gx_bootstrap_resolve(&o, &b) == GX_OK)
+		local_rank = b.local_rank;
+	if (gx_topo_pick_core(&o.tr, local_rank, &ch) == GX_OK)
+		printf("engine core (transport %s%s%s): %s\n", o.tr.backend,
+		       ch.nic[0] ? ", NIC " : "", ch.nic, ch.why);
+	else
+		printf("engine core: cannot choose: %s\n", gx_last_error());
+	printf("transports built: %s\n", gx_backend_list());
+	return 0;
+}
