@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "gx_comm.h"
+#include "gx_config.h"
 #include "gx_test.h"
 #include "gx_time.h"
 #include "gx_topology.h"
@@ -315,6 +316,14 @@ static int rank_main(int rank, int size, const char *store, enum gx_progress pro
 	o.progress = prog;
 	o.store_timeout_ms = 20000;
 	o.tr.udp_ip = "127.0.0.1";
+	if (verbose) {            /* under gx-run: GX_* settings apply (GX_UDP_IP in namespaces) */
+		char *argv[] = { "test_runtime", NULL };
+		int argc = 1;
+		if (gx_config_parse(&argc, argv, &o) < 0) {
+			fprintf(stderr, "%s\n", gx_last_error());
+			return 2;
+		}
+	}
 	if (!(x.c = gx_comm_init(&o))) {
 		fprintf(stderr, "rank %d: %s\n", rank, gx_last_error());
 		return 10;
@@ -436,6 +445,40 @@ static void test_gx_run(void)
 	CU_ASSERT_EQUAL(run_script("-n 2 --store-port 70000 -- true", out, sizeof(out)), 2);
 }
 
+/* gx-run --netns: one rank per host of a gx-netns network (prefix gxrt), store on host 0's address,
+ * with rank 0 serving and with gx-store; the network is always torn down. */
+static void test_gx_run_netns(void)
+{
+	static char out[16384];
+	char path[512], cmd[1200];
+
+	gx_test_path(path, sizeof(path), 0, "scripts/gx-netns");
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s up --prefix gxrt -n 3 >/dev/null 2>&1", path);
+	int up = system(cmd);
+	CU_ASSERT_EQUAL(up, 0);
+	if (up == 0) {
+		int rc = run_script("-n 3 --netns gxrt --timeout 50 -- SELF --as-rank", out, sizeof(out));
+		if (rc != 0)
+			fprintf(stderr, "%s\n", out);
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "[rank 2] rank 2 exchanged with all 2 peers"));
+		rc = run_script("-n 3 --netns gxrt --external-store --timeout 50 -- SELF --as-rank", out,
+				sizeof(out));
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "[store] gx-store: serving on 10.77.0.1:"));
+		/* more ranks than hosts: a clear error, exit 1 */
+		CU_ASSERT_EQUAL(run_script("-n 4 --netns gxrt -- true", out, sizeof(out)), 1);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "gxrt-h3 does not exist"));
+	}
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s down --prefix gxrt >/dev/null 2>&1", path);
+	CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+static CU_TestInfo netns_tests[] = {
+	{ "scripts/gx-run --netns: one rank per namespace host", test_gx_run_netns },
+	CU_TEST_INFO_NULL,
+};
+
 static CU_TestInfo ring_tests[] = {
 	{ "full/empty/wrap-around", test_ring_basic },
 	{ "two threads, 2M items in order, none lost", test_ring_threads },
@@ -460,6 +503,13 @@ int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "--as-rank"))
 		return rank_main(-1, -1, NULL, GX_PROGRESS_APP);
+	if (argc > 1 && !strcmp(argv[1], "netns")) {
+		CU_SuiteInfo ns[] = { { "gx-run netns", NULL, NULL, NULL, NULL, netns_tests },
+				      CU_SUITE_INFO_NULL };
+		gx_test_require_root("gx-run --netns");
+		signal(SIGPIPE, SIG_IGN);
+		return gx_test_main(ns);
+	}
 	CU_SuiteInfo suites[] = {
 		{ "ring", NULL, NULL, NULL, NULL, ring_tests },
 		{ "engine", NULL, NULL, NULL, NULL, engine_tests },
