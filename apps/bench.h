@@ -47,5 +47,7 @@ int bench_parse_size(const char *s, uint64_t *out);
 /* Each mode: argc/argv start at the mode name.  Returns a process exit status (2 = bad flags). */
 int bench_codec_main(int argc, char **argv);
 int bench_allreduce_main(int argc, char **argv);      /* bench_allreduce.c */
+int bench_pingpong_main(int argc, char **argv);       /* bench_net.c */
+int bench_stream_main(int argc, char **argv);         /* bench_net.c */
 
 #endif

@@ -13,6 +13,8 @@ struct mode {
 static const struct mode modes[] = {
 	{ "codec", bench_codec_main, "encode/decode/decode-accumulate throughput of every codec" },
 	{ "allreduce", bench_allreduce_main, "allreduce size sweep (nccl-tests style) over any transport and codec" },
+	{ "pingpong", bench_pingpong_main, "half round trip (min/median/p99/p99.9) between two ranks, raw and reliable" },
+	{ "stream", bench_stream_main, "reliable one-way stream between two ranks: Gbit/s, Mpps, counters" },
 };
 
 static void usage(FILE *f)

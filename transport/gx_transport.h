@@ -232,6 +232,7 @@ void gx_net_peer_counters(const struct gx_net *n, uint32_t peer, struct gx_peer_
 void gx_net_backend_counters(const struct gx_net *n, struct gx_backend_counters *c);
 uint32_t gx_net_rank(const struct gx_net *n);
 uint32_t gx_net_nranks(const struct gx_net *n);
+uint32_t gx_net_job_id(const struct gx_net *n);   /* stamped on every packet (raw senders copy it) */
 /* The backend underneath (pingpong uses it directly to measure the raw path). */
 struct gx_backend *gx_net_backend(struct gx_net *n);
 

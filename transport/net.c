@@ -28,7 +28,8 @@
 #define ACK_EVERY 16                    /* data packets per coalesced ACK */
 #define ACK_DELAY_US 20                 /* longest an ACK waits for a packet to ride on */
 #define FAST_RETX_DUPS 3                /* later SACKed packets that mark a hole as lost */
-#define RETX_PER_SCAN 64                /* per peer, so a timeout does not flood the backend */
+#define RTO_BURST 4                     /* packets resent per timeout: a stalled (not lossy) peer
+					 * costs a few duplicates, not a window; SACK repairs the rest */
 #define RTO_INIT_US 1000
 #define RTO_MAX_US 100000
 #define WINDOW_DEFAULT 256
@@ -298,6 +299,11 @@ uint32_t gx_net_rank(const struct gx_net *n)
 uint32_t gx_net_nranks(const struct gx_net *n)
 {
 	return n->nranks;
+}
+
+uint32_t gx_net_job_id(const struct gx_net *n)
+{
+	return n->job_id;
 }
 
 struct gx_backend *gx_net_backend(struct gx_net *n)
@@ -850,7 +856,8 @@ static void send_due_acks(struct gx_net *n, bool idle, uint64_t now)
 			p->ack_listed = 0;
 			continue;
 		}
-		if (p->ack_now || idle || now - p->ack_since_tsc >= n->ack_delay) {
+		if (p->ack_now || (idle && now - p->ack_since_tsc >= n->ack_delay / 4) ||
+		    now - p->ack_since_tsc >= n->ack_delay) {
 			send_ack(n, peer, now);
 			p->ack_listed = 0;
 			continue;
@@ -886,7 +893,7 @@ static gx_status_t scan(struct gx_net *n, uint64_t now)
 			}
 			uint64_t rto = rto_of(n, p);
 			uint32_t nretx = 0;
-			for (uint32_t psn = p->una; psn != p->next_psn && nretx < RETX_PER_SCAN; psn++) {
+			for (uint32_t psn = p->una; psn != p->next_psn && nretx < RTO_BURST; psn++) {
 				struct tx_slot *s = &p->slot[psn & n->wmask];
 				if (s->sacked || !s->nsent || now - s->sent_tsc < rto)
 					continue;
@@ -1029,6 +1036,10 @@ static void add_counters(struct gx_peer_counters *t, const struct gx_peer_counte
 	t->acks_received += c->acks_received;
 	t->rto_events += c->rto_events;
 	t->inflight += c->inflight;
+	if (c->srtt_us > t->srtt_us)            /* totals: the slowest peer's RTT and RTO */
+		t->srtt_us = c->srtt_us;
+	if (c->rto_us > t->rto_us)
+		t->rto_us = c->rto_us;
 	t->fast_retransmits += c->fast_retransmits;
 	t->heartbeats_sent += c->heartbeats_sent;
 	t->fault_dropped += c->fault_dropped;
