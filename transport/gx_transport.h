@@ -43,6 +43,9 @@ enum gx_pkt_flags {
 	GX_F_ACK_REQ = 1u << 0,  /* receiver should ACK at once (last packet of a burst/step) */
 	GX_F_RETX = 1u << 1,     /* retransmission */
 	GX_F_LAST = 1u << 2,     /* last chunk of a step (collective-defined) */
+	GX_F_ECHO_ORIG = 1u << 3,/* ACK: the packet at ack_psn-1 arrived in its first transmission, so the
+				  * sender may time it from that send even if it resent it since (RTT
+				  * samples that include a sleeping receiver's delay; spurious-RTO detection) */
 };
 
 struct gx_hdr {

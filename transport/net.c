@@ -50,7 +50,8 @@ struct txq_ent {
 };
 
 struct tx_slot {
-	uint64_t sent_tsc;
+	uint64_t first_tsc;             /* first transmission */
+	uint64_t sent_tsc;              /* latest transmission */
 	uint32_t len;                   /* gx_hdr + payload */
 	uint16_t nsent;
 	uint8_t sacked;
@@ -60,6 +61,7 @@ struct tx_slot {
 struct peer {
 	uint8_t connected, dead, aborted, ack_listed;
 	uint8_t ack_pending, ack_now, need_sack;
+	uint8_t ack_orig;               /* next ACK may carry GX_F_ECHO_ORIG */
 	/* send side */
 	uint32_t next_psn, una, credit_limit;
 	struct tx_slot *slot;
@@ -386,6 +388,7 @@ static inline void stamp_data(struct peer *p, struct gx_hdr *h, uint64_t now)
 	h->ack_psn = p->rcv_nxt;
 	if (p->ack_pending && !p->need_sack && !p->ack_now) {
 		p->ack_pending = 0;             /* the cumulative ACK rides on this packet */
+		p->ack_orig = 0;
 		p->rx_since_ack = 0;
 	}
 	p->last_tx_tsc = now;
@@ -418,6 +421,8 @@ static void flush(struct gx_net *n, uint64_t now)
 				x.data = slot_buf(n, p, e->psn);
 				x.len = p->slot[i].len;
 				stamp_data(p, (struct gx_hdr *)x.data, now);
+				if (!p->slot[i].nsent)
+					p->slot[i].first_tsc = now;
 				p->slot[i].sent_tsc = now;
 				p->slot[i].nsent++;
 			}
@@ -503,7 +508,9 @@ static void send_ack(struct gx_net *n, uint32_t peer, uint64_t now)
 			sack[i] = bits_at(p->rx_bits, n->wmask, p->rcv_nxt + 1 + 64 * i);
 	}
 	h->len = (uint16_t)(8 * words);
-	p->ack_pending = p->ack_now = p->need_sack = 0;
+	if (p->ack_orig)
+		h->flags |= GX_F_ECHO_ORIG;
+	p->ack_pending = p->ack_now = p->need_sack = p->ack_orig = 0;
 	p->rx_since_ack = 0;
 	p->c.acks_sent++;
 	txq_push(n, peer, 0, b, (uint32_t)sizeof(*h) + 8 * words, TXQ_CTRL);
@@ -647,20 +654,29 @@ static void rtt_sample(struct gx_net *n, struct peer *p, uint64_t r)
 	p->rto_base = rto < n->rto_min ? n->rto_min : rto;
 }
 
-/* Cumulative ACK: everything below ack_psn has arrived. */
-static void ack_cumulative(struct gx_net *n, struct peer *p, uint32_t ack_psn, uint64_t now)
+/* Cumulative ACK: everything below ack_psn has arrived.  echo_orig: the receiver says the packet
+ * at ack_psn-1 arrived in its first transmission. */
+static void ack_cumulative(struct gx_net *n, struct peer *p, uint32_t ack_psn, bool echo_orig, uint64_t now)
 {
 	int32_t adv = psn_diff(ack_psn, p->una);
 
 	if (adv <= 0)
 		return;
-	/* Karn: sample only when nothing in the acknowledged range was retransmitted; packets behind a
-	 * repaired hole waited for the repair, and their delay is not the path's. */
-	bool clean = true;
-	for (uint32_t psn = p->una; psn != ack_psn && clean; psn++)
-		clean = p->slot[psn & n->wmask].nsent == 1;
-	if (clean)
-		rtt_sample(n, p, now - p->slot[(ack_psn - 1) & n->wmask].sent_tsc);
+	struct tx_slot *last = &p->slot[(ack_psn - 1) & n->wmask];
+	if (echo_orig) {
+		/* Timed from its first send even if resent since: a resend was then spurious (the
+		 * receiver was slow to ACK, e.g. asleep in its idle back-off), and the sample teaches
+		 * the RTO that delay.  Karn's rule would hide it forever. */
+		rtt_sample(n, p, now - last->first_tsc);
+	} else {
+		/* Karn: sample only when nothing in the acknowledged range was retransmitted; packets
+		 * behind a repaired hole waited for the repair, and their delay is not the path's. */
+		bool clean = true;
+		for (uint32_t psn = p->una; psn != ack_psn && clean; psn++)
+			clean = p->slot[psn & n->wmask].nsent == 1;
+		if (clean)
+			rtt_sample(n, p, now - last->sent_tsc);
+	}
 	p->una = ack_psn;
 	n->inflight -= (uint32_t)adv;
 	p->backoff = 0;
@@ -743,7 +759,7 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 		return GX_OK;
 	}
 	p->last_rx_tsc = now;
-	ack_cumulative(n, p, h->ack_psn, now);
+	ack_cumulative(n, p, h->ack_psn, h->type == GX_PKT_ACK && (h->flags & GX_F_ECHO_ORIG), now);
 	/* Every receiver can take WINDOW_MIN packets beyond what it acknowledged, so any ack_psn
 	 * (piggybacked too) grants that much: a lost credit-carrying ACK cannot stall the sender. */
 	if (psn_diff(h->ack_psn + WINDOW_MIN, p->credit_limit) > 0)
@@ -756,6 +772,7 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 			p->c.duplicates++;      /* our ACK was lost or late: repeat it */
 			ack_list_add(n, p, src, now);
 			p->ack_now = 1;
+			p->ack_orig = 0;
 			return GX_OK;
 		}
 		if ((uint32_t)off >= n->window) {
@@ -769,6 +786,7 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 				p->c.duplicates++;
 				ack_list_add(n, p, src, now);
 				p->ack_now = 1;
+				p->ack_orig = 0;
 				return GX_OK;
 			}
 			p->rx_bits[idx >> 6] |= bit;
@@ -776,6 +794,7 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 				p->rx_hi = h->psn + 1;
 			p->need_sack = 1;       /* a hole: tell the sender now */
 			p->ack_now = 1;
+			p->ack_orig = 0;
 		} else {
 			/* In order: advance over anything that arrived early. */
 			uint32_t nxt = h->psn + 1;
@@ -795,6 +814,8 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 					p->need_sack = 0;
 				}
 			}
+			/* The ACK's last packet is this one only if no early run followed it. */
+			p->ack_orig = nxt == h->psn + 1 && !(h->flags & GX_F_RETX);
 			p->rcv_nxt = nxt;
 			if (psn_diff(nxt, p->rx_hi) > 0)
 				p->rx_hi = nxt;
