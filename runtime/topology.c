@@ -146,17 +146,28 @@ static int sys_nic_cpus(const char *nic, int is_pci, int *numa, cpu_set_t *set)
 }
 
 #if GX_HAVE_HWLOC
-static hwloc_topology_t topo_load(void)
+/* Loaded once per process and kept: loading takes tens of ms, and hwloc's I/O plugins keep state
+ * that destroying the topology would leak (seen with LeakSanitizer). */
+static hwloc_topology_t topo_cached;
+static pthread_once_t topo_once = PTHREAD_ONCE_INIT;
+
+static void topo_init(void)
 {
 	hwloc_topology_t t;
 	if (hwloc_topology_init(&t) < 0)
-		return NULL;
+		return;
 	hwloc_topology_set_io_types_filter(t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
 	if (hwloc_topology_load(t) < 0) {
 		hwloc_topology_destroy(t);
-		return NULL;
+		return;
 	}
-	return t;
+	topo_cached = t;
+}
+
+static hwloc_topology_t topo_load(void)
+{
+	pthread_once(&topo_once, topo_init);
+	return topo_cached;
 }
 
 static void bitmap_to_set(hwloc_const_bitmap_t b, cpu_set_t *set)
@@ -247,7 +258,6 @@ gx_status_t gx_topo_pick_core(const struct gx_transport_opts *tr, int local_rank
 			if (first >= 0)
 				CPU_SET(first, &cand);
 		}
-		hwloc_topology_destroy(t);
 	}
 #endif
 	if (CPU_COUNT(&cand) == 0)
@@ -390,7 +400,6 @@ void gx_topo_print(FILE *f)
 		}
 		if (!nos)
 			fprintf(f, "  hwloc sees no PCI network devices\n");
-		hwloc_topology_destroy(t);
 	} else {
 		fprintf(f, "topology: hwloc failed to load the topology\n");
 	}
