@@ -15,7 +15,8 @@
  * UDP port, a truncated IPv4 header) and gx-level garbage injected on the wire during a transfer
  * (af_packet: raw AF_PACKET socket on the veth; memif: straight onto the DPDK port); clear start-up
  * errors for a missing port, a bad EAL argument, a device that does not come up, a ring too small
- * for the MTU and a memif client without a server.  Needs root; EAL runs with --no-huge --no-shconf.
+ * for the MTU and a memif client without a server; two nets in one process sharing the EAL, closed
+ * and opened again.  Needs root; EAL runs with --no-huge --no-shconf.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -182,7 +183,7 @@ struct result {
 	struct gx_backend_counters bc;
 };
 
-enum role { ROLE_EXCHANGE, ROLE_OPEN_ONLY };
+enum role { ROLE_EXCHANGE, ROLE_OPEN_ONLY, ROLE_SHARED_EAL };
 
 struct spec {
 	enum role role;
@@ -365,6 +366,172 @@ static void inject_one(struct injector *in)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Two gx_nets in one process: the EAL starts once, with the first net's device; the second net's
+ * --vdev is probed into the running EAL; both carry data both ways from one thread; after both close
+ * (their virtual devices unplugged) the same two nets open again and carry data again.
+ */
+static void report(int fd, struct result *res);
+
+static int enter_ns(int r)
+{
+	char path[128];
+
+	if (cfg != CFG_AFP)
+		return 0;
+	snprintf(path, sizeof(path), "/run/netns/%s", ns[r]);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0 || setns(fd, CLONE_NEWNET) != 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+static gx_status_t open_pair(struct gx_net *n[2])
+{
+	static char eal[2][512], port[2][32];
+	uint8_t blob[2][GX_ADDR_MAX];
+	size_t bl[2];
+
+	for (int r = 0; r < 2; r++) {
+		struct gx_transport_opts o;
+		memset(&o, 0, sizeof(o));
+		if (enter_ns(r) != 0)
+			return gx_error(GX_ERR_IO, "setns %s: %s", ns[r], strerror(errno));
+		if (cfg == CFG_AFP) {
+			snprintf(eal[r], sizeof(eal[r]), "--no-huge --no-shconf --no-pci --log-level=warning "
+				 "--vdev=net_af_packet%d,iface=%s,framecnt=4096", r, ifn[r]);
+			snprintf(port[r], sizeof(port[r]), "net_af_packet%d", r);
+		} else {
+			snprintf(eal[r], sizeof(eal[r]), "--no-huge --no-shconf --no-pci --log-level=warning "
+				 "--vdev=net_memif%d,role=%s,socket=%s/shared.sock,socket-abstract=no", r,
+				 r == 0 ? "server" : "client", tmpdir);
+			snprintf(port[r], sizeof(port[r]), "net_memif%d", r);
+		}
+		o.backend = "dpdk";
+		o.rank = (uint32_t)r;
+		o.nranks = 2;
+		o.job_id = JOB_ID;
+		o.udp_port = UDP_PORT;
+		o.dpdk_ip = r == 0 ? "10.0.0.1" : "10.0.0.2";
+		o.dpdk_eal = eal[r];
+		o.dpdk_port = port[r];
+		o.peer_timeout_ms = 5000;
+		if (!(n[r] = gx_net_open(&o)))
+			return gx_error(GX_ERR_IO, "net %d (%s): %s", r, port[r], gx_last_error());
+		bl[r] = GX_ADDR_MAX;
+		gx_status_t st = gx_net_local_addr(n[r], blob[r], &bl[r]);
+		if (st < 0)
+			return st;
+	}
+	for (int r = 0; r < 2; r++) {
+		gx_status_t st = gx_net_connect(n[r], (uint32_t)(1 - r), blob[1 - r], bl[1 - r]);
+		if (st < 0)
+			return st;
+	}
+	return GX_OK;
+}
+
+/* `size` bytes each way between the two nets, polled alternately from this thread. */
+static gx_status_t pair_transfer(struct gx_net *n[2], uint64_t size, struct result *res)
+{
+	static struct rx_state rx[2];
+	static uint64_t sizes[1];
+	uint64_t chunk[2] = { 0, 0 }, idle_since = gx_now_ns();
+	uint64_t deadline = idle_since + 30ull * 1000000000ull;
+
+	sizes[0] = size;
+	for (int r = 0; r < 2; r++) {
+		memset(&rx[r], 0, sizeof(rx[r]));
+		rx[r].src = (uint32_t)(1 - r);
+		rx[r].p = gx_net_max_payload(n[r]);
+		rx[r].sizes = sizes;
+		rx[r].nsizes = 1;
+		rx[r].seen = calloc(1, sizeof(*rx[r].seen));
+		rx[r].expected = (size + rx[r].p - 1) / rx[r].p;
+		rx[r].seen[0] = calloc(rx[r].expected / 8 + 1, 1);
+	}
+	gx_status_t st = GX_OK;
+	for (;;) {
+		bool busy = false, done = true;
+		for (int r = 0; r < 2; r++) {
+			uint64_t nch = rx[r].expected;
+			for (int b = 0; b < 64 && chunk[r] < nch; b++) {
+				void *buf = gx_net_reserve(n[r], (uint32_t)(1 - r), &st);
+				if (!buf) {
+					if (st != GX_ERR_AGAIN)
+						goto out;
+					st = GX_OK;
+					break;
+				}
+				uint64_t off = chunk[r] * rx[r].p;
+				uint32_t len = (uint32_t)(size - off < rx[r].p ? size - off : rx[r].p);
+				pattern(buf, (uint32_t)r, 1, off, len);
+				struct gx_tx_desc d = { .coll_id = 1, .chunk = (uint32_t)chunk[r] };
+				if ((st = gx_net_commit(n[r], (uint32_t)(1 - r), &d, len)) < 0)
+					goto out;
+				chunk[r]++;
+				busy = true;
+			}
+		}
+		for (int r = 0; r < 2; r++) {
+			int got = gx_net_poll(n[r], on_data, &rx[r]);
+			if (got < 0) {
+				st = got;
+				goto out;
+			}
+			busy |= got > 0;
+			done &= chunk[r] == rx[r].expected && rx[r].ok + rx[r].bad + rx[r].dup >= rx[r].expected &&
+				gx_net_inflight(n[r]) == 0;
+		}
+		if (done)
+			break;
+		uint64_t now = gx_now_ns();
+		if (now > deadline) {
+			st = gx_error(GX_ERR_TIMEOUT, "transfer of %llu B each way not done in 30 s (%llu and "
+				      "%llu of %llu chunks)", (unsigned long long)size,
+				      (unsigned long long)rx[0].ok, (unsigned long long)rx[1].ok,
+				      (unsigned long long)rx[0].expected);
+			goto out;
+		}
+		if (busy)
+			idle_since = now;
+		else
+			gx_idle_backoff(now - idle_since);
+	}
+out:
+	for (int r = 0; r < 2; r++) {
+		res->chunks_expected += rx[r].expected;
+		res->chunks_ok += rx[r].ok;
+		res->chunks_bad += rx[r].bad;
+		res->chunks_dup += rx[r].dup;
+		free(rx[r].seen[0]);
+		free(rx[r].seen);
+	}
+	return st;
+}
+
+static void shared_eal_main(int out)
+{
+	struct result res;
+	struct gx_net *n[2] = { NULL, NULL };
+	gx_status_t st = GX_OK;
+
+	memset(&res, 0, sizeof(res));
+	for (int round = 0; round < 2 && st == GX_OK; round++) {
+		if ((st = open_pair(n)) == GX_OK)
+			st = pair_transfer(n, round == 0 ? 4u << 20 : 1u << 20, &res);
+		if (st < 0)
+			snprintf(res.msg, sizeof(res.msg), "round %d: %s", round + 1, gx_last_error());
+		gx_net_close(n[1]);
+		gx_net_close(n[0]);
+		n[0] = n[1] = NULL;
+	}
+	res.status = st;
+	report(out, &res);
+	_exit(0);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * One rank process.
  */
 static void report(int fd, struct result *res)
@@ -407,6 +574,8 @@ static void rank_main(int r, const struct spec *sp, int sock, int out)
 	memset(&res, 0, sizeof(res));
 	memset(&rx, 0, sizeof(rx));
 	memset(&inj, 0, sizeof(inj));
+	if (sp->role == ROLE_SHARED_EAL)
+		shared_eal_main(out);
 	if (cfg == CFG_AFP) {
 		char path[128];
 		snprintf(path, sizeof(path), "/run/netns/%s", ns[r]);
@@ -746,10 +915,30 @@ static void test_errors(void)
 	}
 }
 
+static void test_shared_eal(void)
+{
+	struct spec s = { .role = ROLE_SHARED_EAL, .mtu = 1500 };
+	struct result res[2];
+
+	CU_ASSERT_TRUE_FATAL(setup_ok);
+	CU_ASSERT_EQUAL_FATAL(run_case(&s, NULL, res), 0);
+	fprintf(stderr, "  two nets in one process, two rounds: status %s '%s', chunks %llu/%llu bad %llu "
+		"dup %llu\n", gx_status_str(res[0].status), res[0].msg, (unsigned long long)res[0].chunks_ok,
+		(unsigned long long)res[0].chunks_expected, (unsigned long long)res[0].chunks_bad,
+		(unsigned long long)res[0].chunks_dup);
+	CU_ASSERT_TRUE_FATAL(res[0].reported);
+	CU_ASSERT_EQUAL(res[0].status, GX_OK);
+	CU_ASSERT_TRUE(res[0].chunks_expected > 0);
+	CU_ASSERT_EQUAL(res[0].chunks_ok, res[0].chunks_expected);
+	CU_ASSERT_EQUAL(res[0].chunks_bad, 0);
+	CU_ASSERT_EQUAL(res[0].chunks_dup, 0);
+}
+
 static CU_TestInfo tests[] = {
 	{ "exact delivery with 9000-byte MTU", test_jumbo },
 	{ "garbage and foreign frames during a transfer", test_inject },
 	{ "clear errors: missing port, bad EAL argument, device not up", test_errors },
+	{ "two nets in one process share the EAL; devices re-probed after close", test_shared_eal },
 	CU_TEST_INFO_NULL,
 };
 
