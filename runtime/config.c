@@ -30,7 +30,7 @@ static const struct cfg_entry table[] = {
 	{ "core", CFG_INT, OFF(core), "-1", "core for the engine thread; -1 = chosen with hwloc" },
 	{ "job-id", CFG_U32, OFF(tr.job_id), "0", "job id stamped on every packet; others' packets are dropped" },
 	{ "mtu", CFG_U32, OFF(tr.mtu), "1500", "link MTU in bytes (9000 for jumbo frames)" },
-	{ "udp-ip", CFG_STR, OFF(tr.udp_ip), "auto", "udp: local IPv4 address to bind" },
+	{ "udp-ip", CFG_STR, OFF(tr.udp_ip), "127.0.0.1", "udp: local IPv4 address to bind (auto: first non-loopback)" },
 	{ "udp-port", CFG_U16, OFF(tr.udp_port), "0", "udp: local port (0 = ephemeral)" },
 	{ "dpdk-eal", CFG_STR, OFF(tr.dpdk_eal), "", "dpdk: EAL arguments, space separated" },
 	{ "dpdk-port", CFG_STR, OFF(tr.dpdk_port), "first", "dpdk: port by PCI address or device name" },
