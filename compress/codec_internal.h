@@ -5,8 +5,9 @@
  *  - float sums use 16 lanes (lane = i mod 16, i counted from the start of the call), then the fixed
  *    tree of gx_lanes_fold(); vector paths keep the same 16 lanes in registers;
  *  - no FMA: compress/meson.build compiles with -ffp-contract=off, and kernels never use fma intrinsics;
- *  - rounding is the default round-to-nearest-even of MXCSR; floor of a value in [0, 2^31) is
- *    truncation through int32; random numbers are gx_rng_u32/gx_rng_uniform (32-bit integer only).
+ *  - rounding is the default round-to-nearest-even of MXCSR; float -> int is truncation through
+ *    int32; random numbers are integers: gx_rng_u32 (rand-k) and ARS-5 blocks (gx_ars_block,
+ *    AES-NI in the vector kernels) for the stochastic quantizer.
  */
 #ifndef GX_CODEC_INTERNAL_H
 #define GX_CODEC_INTERNAL_H
@@ -127,29 +128,31 @@ static inline float gx_bf16_to_f32(uint16_t h)
 	return gx_u2f((uint32_t)h << 16);
 }
 
-/* One stochastic quantization (QSGD and fixed point share it, sign-magnitude):
- * a = (|v| * f) * r; lvl = floor(a) + (u < a - floor(a)), at most smax; q = v < 0 ? -lvl : lvl.
- * Returns q (in [-smax, smax]). */
-static inline int32_t gx_squant1(float v, float f, float r, uint32_t smax, uint64_t key, uint32_t i)
-{
-	float a = gx_u2f(gx_f2u(v) & 0x7fffffffu) * f * r;
-	int32_t li = (int32_t)a;
-	float p = a - (float)li;
-	uint32_t lvl = (uint32_t)li + (gx_rng_uniform(key, i) < p ? 1u : 0u);
-	if (lvl > smax)
-		lvl = smax;
-	return v < 0.0f ? -(int32_t)lvl : (int32_t)lvl;
-}
-
 /* Stochastic-quantizer parameters of one bucket. */
 struct gx_sq {
-	float f, r;               /* prescale (1 or 2^64) and levels / (scale * f) */
-	uint32_t smax;            /* largest level */
+	float f, r;               /* prescale (1 or 2^64) and 2^fb levels / (scale * f) */
+	uint32_t smax;            /* largest level L */
 	uint32_t w;               /* bits per code: 2, 4 or 8 for the vector kernels */
+	uint32_t fb;              /* fraction bits of the fixed-point level: min(24, 31 - bitlen(L)) */
 	int offset_binary;        /* 0: code = sign << (w-1) | lvl (qsgd); 1: code = q + smax (fixed) */
-	uint64_t key;
-	uint32_t base;            /* rng index of element 0 */
+	uint32_t stream;          /* ARS stream of the bucket: its first element's index in the block */
+	struct gx_ars ars;        /* round keys of the block's key */
 };
+
+/* One stochastic quantization (QSGD and fixed point share it), u = word j of the bucket's stream:
+ * a = (v * f) * r is the level times 2^fb; t = trunc(a) clamped to [-L 2^fb, L 2^fb];
+ * q = floor((t + (u mod 2^fb)) / 2^fb).  So q is floor(t / 2^fb) plus 1 with probability
+ * frac(t / 2^fb): E[q] = t / 2^fb, within 2^-fb of a level of the exact value (toward zero).
+ * Signed rounding, so the sign needs no separate step; q is in [-L, L], and t + u never overflows
+ * ((L + 1) 2^fb <= 2^31).  Clamping a before the conversion equals clamping t after it, so a
+ * vector path may convert first. */
+static inline int32_t gx_squant1(float v, const struct gx_sq *s, uint32_t u)
+{
+	float lim = (float)(int32_t)(s->smax << s->fb);
+	float a = v * s->f * s->r;
+	a = a > lim ? lim : a < -lim ? -lim : a;
+	return ((int32_t)a + (int32_t)(u & ((1u << s->fb) - 1u))) >> s->fb;
+}
 
 static inline uint32_t gx_sq_code(const struct gx_sq *s, int32_t q)
 {

@@ -65,10 +65,12 @@ static gx_status_t enc_sq_block(struct gx_codec *c, const struct gx_kern *k, con
 {
 	uint32_t B = c->bucket, nb = (m + B - 1) / B;
 	uint8_t *codes = body + 4 * (size_t)nb;
+	uint32_t bitlen = 32u - (uint32_t)__builtin_clz(c->levels);
 	struct gx_sq s = {
 		.smax = c->levels, .w = c->bits, .offset_binary = c->id == GX_CODEC_FIXED,
-		.key = block_key(ctx, ctx->rank, off),
+		.fb = bitlen > 7 ? 31u - bitlen : 24u,
 	};
+	gx_ars_init(&s.ars, block_key(ctx, ctx->rank, off));
 
 	for (uint32_t j = 0; j < nb; j++) {
 		const float *xb = x + (size_t)j * B;
@@ -92,13 +94,14 @@ static gx_status_t enc_sq_block(struct gx_codec *c, const struct gx_kern *k, con
 					"overflows float: gradients this large mean the run diverged", c->name,
 					(unsigned long long)(off + (uint64_t)j * B));
 		s.f = amax < TWO_M60 ? TWO_P64 : 1.0f;
-		s.r = am ? (float)c->levels / (scale * s.f) : 0.0f;
-		s.base = j * B;
+		/* levels per unit times 2^fb: exact power-of-two scaling, far from overflow (< 2^116) */
+		s.r = am ? ldexpf((float)c->levels / (scale * s.f), (int)s.fb) : 0.0f;
+		s.stream = j * B;
 		gx_stf(body + 4 * (size_t)j, scale);
 		if (c->bits == 2 || c->bits == 4 || c->bits == 8)
 			k->enc_sq(xb, mb, &s, codes);
 		else
-			gx_sq_encode_generic(xb, mb, &s, codes);
+			gx_sq_encode_generic(xb, 0, mb, &s, codes);
 		codes += ((size_t)mb * c->bits + 7) / 8;
 	}
 	return GX_OK;

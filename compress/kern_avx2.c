@@ -5,7 +5,7 @@
 #include "codec_internal.h"
 #include "kern_lanes.h"
 
-#define T2 __attribute__((target("avx2,f16c,bmi,bmi2,popcnt")))
+#define T2 __attribute__((target("avx2,f16c,bmi,bmi2,popcnt,aes")))
 
 T2 static inline __m256i abs_bits(__m256 v)
 {
@@ -323,6 +323,7 @@ T2 static void v_dec_u8(const uint8_t *in, size_t n, float mn, float step, float
 	}
 }
 
+/* gx_mix32 on 8 lanes (rand-k's gx_rng_u32) */
 T2 static inline __m256i mix32(__m256i x)
 {
 	x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
@@ -332,63 +333,134 @@ T2 static inline __m256i mix32(__m256i x)
 	return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
 }
 
-/* codes of 8 elements x[0..8), rng indices idx */
-T2 static inline __m256i sq_codes(__m256 v, __m256i idx, const struct gx_sq *s, __m256i klo, __m256i khi)
+/* ARS-5 block of the counter vector c (words: ctr, stream, 0, 0): gx_ars_block's bits */
+T2 static inline __m128i ars5(__m128i c, const __m128i *rk)
 {
-	__m256 a = _mm256_mul_ps(_mm256_mul_ps(_mm256_castsi256_ps(abs_bits(v)), _mm256_set1_ps(s->f)),
-				 _mm256_set1_ps(s->r));
-	__m256i li = _mm256_cvttps_epi32(a);
-	__m256 p = _mm256_sub_ps(a, _mm256_cvtepi32_ps(li));
-	__m256i u = mix32(_mm256_add_epi32(mix32(_mm256_xor_si256(idx, klo)), khi));
-	__m256 uf = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(u, 8)), _mm256_set1_ps(0x1p-24f));
-	__m256i up = _mm256_castps_si256(_mm256_cmp_ps(uf, p, _CMP_LT_OQ));
-	__m256i lvl = _mm256_min_epu32(_mm256_sub_epi32(li, up), _mm256_set1_epi32((int)s->smax));
-	__m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
-	if (s->offset_binary)
-		return _mm256_add_epi32(_mm256_sub_epi32(_mm256_xor_si256(lvl, neg), neg),
-					_mm256_set1_epi32((int)s->smax));
-	neg = _mm256_andnot_si256(_mm256_cmpeq_epi32(lvl, _mm256_setzero_si256()), neg);
-	return _mm256_or_si256(lvl, _mm256_and_si256(neg, _mm256_set1_epi32(1 << (s->w - 1))));
+	__m128i x = _mm_xor_si128(c, rk[0]);
+	for (int r = 1; r < GX_ARS_ROUNDS; r++)
+		x = _mm_aesenc_si128(x, rk[r]);
+	return _mm_aesenclast_si128(x, rk[GX_ARS_ROUNDS]);
 }
 
-T2 static void v_enc_sq(const float *x, size_t n, const struct gx_sq *s, uint8_t *out)
+/* vpshufb masks: byte 3 of each dword of a lane to bytes 4j..4j+3 of that lane, zeros elsewhere */
+static const int8_t sq_sel[4][32] __attribute__((aligned(32))) = {
+	{ 3, 7, 11, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	  3, 7, 11, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 },
+	{ -1, -1, -1, -1, 3, 7, 11, 15, -1, -1, -1, -1, -1, -1, -1, -1,
+	  -1, -1, -1, -1, 3, 7, 11, 15, -1, -1, -1, -1, -1, -1, -1, -1 },
+	{ -1, -1, -1, -1, -1, -1, -1, -1, 3, 7, 11, 15, -1, -1, -1, -1,
+	  -1, -1, -1, -1, -1, -1, -1, -1, 3, 7, 11, 15, -1, -1, -1, -1 },
+	{ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 3, 7, 11, 15,
+	  -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 3, 7, 11, 15 },
+};
+
+/* gx_squant1 for 32 elements x[0..32), random words from ARS blocks ctr..ctr+7; codes stored at out.
+ * Element order is kept without a lane-crossing shuffle: vector j holds elements 4j..4j+3 (low
+ * lane) and 16+4j..16+4j+3 (high lane), whose random words are ARS blocks j and 4+j; with 24
+ * fraction bits, q is byte 3 of t + u, and one vpshufb per vector drops it at bytes 4j.. of its
+ * lane, so the OR of the four is the 32 levels in order.  w, ob and scaled are constants at
+ * each call site, so every variant compiles to its own branch-free loop. */
+T2 static inline __attribute__((always_inline)) void sq32(const float *x, uint8_t *out, __m128i *ctr,
+							   const __m128i *rk, __m256 vf, __m256 vr, uint32_t L,
+							   const uint32_t w, const int ob, const int scaled)
 {
-	__m256i klo = _mm256_set1_epi32((int)(uint32_t)s->key), khi = _mm256_set1_epi32((int)(uint32_t)(s->key >> 32));
-	__m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), eight = _mm256_set1_epi32(8);
-	size_t i = 0, nv = n & ~(size_t)31;
-	for (; i < nv; i += 32) {
-		__m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32((int)(s->base + (uint32_t)i)));
-		__m256i c0 = sq_codes(_mm256_loadu_ps(x + i), idx, s, klo, khi);
-		idx = _mm256_add_epi32(idx, eight);
-		__m256i c1 = sq_codes(_mm256_loadu_ps(x + i + 8), idx, s, klo, khi);
-		idx = _mm256_add_epi32(idx, eight);
-		__m256i c2 = sq_codes(_mm256_loadu_ps(x + i + 16), idx, s, klo, khi);
-		idx = _mm256_add_epi32(idx, eight);
-		__m256i c3 = sq_codes(_mm256_loadu_ps(x + i + 24), idx, s, klo, khi);
-		__m256i b = pack32(c0, c1, c2, c3);
-		if (s->w == 8) {
-			_mm256_storeu_si256((__m256i *)(out + i), b);
-		} else if (s->w == 4) {
-			__m256i nib = _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi16(0x0f)),
-						      _mm256_and_si256(_mm256_srli_epi16(b, 4), _mm256_set1_epi16(0xf0)));
-			__m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi16(nib, nib), 0x08);
-			_mm_storeu_si128((__m128i *)(out + i / 2), _mm256_castsi256_si128(p));
-		} else {
-			__m256i q = _mm256_or_si256(
-				_mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(0x3)),
-						_mm256_and_si256(_mm256_srli_epi32(b, 6), _mm256_set1_epi32(0xc))),
-				_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(b, 12), _mm256_set1_epi32(0x30)),
-						_mm256_and_si256(_mm256_srli_epi32(b, 18), _mm256_set1_epi32(0xc0))));
-			__m256i p = _mm256_packus_epi16(_mm256_packus_epi32(q, q), _mm256_setzero_si256());
-			p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
-			_mm_storel_epi64((__m128i *)(out + i / 4), _mm256_castsi256_si128(p));
-		}
+	const __m128i one = _mm_setr_epi32(1, 0, 0, 0);
+	const __m256i frac = _mm256_set1_epi32(0xffffff), zero = _mm256_setzero_si256();
+	__m128i b[8];
+	for (int j = 0; j < 8; j++) {
+		b[j] = ars5(*ctr, rk);
+		*ctr = _mm_add_epi32(*ctr, one);
 	}
-	if (nv < n) {
-		struct gx_sq t = *s;
-		t.base = s->base + (uint32_t)nv;
-		gx_sq_encode_generic(x + nv, n - nv, &t, out + nv * s->w / 8);
+	__m256i q = zero;
+	for (int j = 0; j < 4; j++) {
+		__m256 v = _mm256_loadu2_m128(x + 16 + 4 * j, x + 4 * j);
+		if (scaled)
+			v = _mm256_mul_ps(v, vf);
+		__m256i t = _mm256_cvttps_epi32(_mm256_mul_ps(v, vr));
+		if (w == 8)    /* L = 127: t + u must not pass 2^31 (smaller L cannot get near it) */
+			t = _mm256_min_epi32(t, _mm256_set1_epi32((int)(L << 24)));
+		t = _mm256_add_epi32(t, _mm256_and_si256(_mm256_set_m128i(b[4 + j], b[j]), frac));
+		q = _mm256_or_si256(q, _mm256_shuffle_epi8(t, _mm256_load_si256((const __m256i *)sq_sel[j])));
 	}
+	/* clamping q to [-L, L] here equals clamping t to [-L 2^24, L 2^24] before the add */
+	q = _mm256_max_epi8(_mm256_min_epi8(q, _mm256_set1_epi8((char)L)), _mm256_set1_epi8((char)-(int)L));
+	__m256i c;
+	if (ob)
+		c = _mm256_add_epi8(q, _mm256_set1_epi8((char)L));
+	else
+		c = _mm256_or_si256(_mm256_abs_epi8(q), _mm256_and_si256(_mm256_cmpgt_epi8(zero, q),
+									  _mm256_set1_epi8((char)(1u << (w - 1)))));
+	if (w == 8) {
+		_mm256_storeu_si256((__m256i *)out, c);
+	} else if (w == 4) {
+		__m256i nib = _mm256_or_si256(_mm256_and_si256(c, _mm256_set1_epi16(0x0f)),
+					      _mm256_and_si256(_mm256_srli_epi16(c, 4), _mm256_set1_epi16(0xf0)));
+		__m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi16(nib, nib), 0x08);
+		_mm_storeu_si128((__m128i *)out, _mm256_castsi256_si128(p));
+	} else {
+		__m256i d = _mm256_or_si256(
+			_mm256_or_si256(_mm256_and_si256(c, _mm256_set1_epi32(0x3)),
+					_mm256_and_si256(_mm256_srli_epi32(c, 6), _mm256_set1_epi32(0xc))),
+			_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(c, 12), _mm256_set1_epi32(0x30)),
+					_mm256_and_si256(_mm256_srli_epi32(c, 18), _mm256_set1_epi32(0xc0))));
+		__m256i p = _mm256_packus_epi16(_mm256_packus_epi32(d, d), zero);
+		p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+		_mm_storel_epi64((__m128i *)out, _mm256_castsi256_si128(p));
+	}
+}
+
+/* All groups of a bucket; the last partial group runs from a zero-padded copy (the software AES of
+ * the scalar tail would cost as much as the rest of the bucket) and only the bits of its real
+ * elements are copied out. */
+T2 static inline __attribute__((always_inline)) void sq_bucket(const float *x, size_t n, const struct gx_sq *s,
+								uint8_t *out, const uint32_t w, const int ob,
+								const int scaled)
+{
+	__m128i rk[GX_ARS_ROUNDS + 1];
+	for (int r = 0; r <= GX_ARS_ROUNDS; r++)
+		rk[r] = _mm_set_epi64x((long long)s->ars.rk[r][1], (long long)s->ars.rk[r][0]);
+	__m128i ctr = _mm_setr_epi32(0, (int)s->stream, 0, 0);
+	__m256 vf = _mm256_set1_ps(s->f), vr = _mm256_set1_ps(s->r);
+	size_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		/* compute-bound here, the norm pass of the next bucket memory-bound: fetch 2 KiB ahead
+		 * now so that pass finds its data in cache (a prefetch never faults) */
+		_mm_prefetch((const char *)((uintptr_t)(x + i) + 2048), _MM_HINT_T0);
+		_mm_prefetch((const char *)((uintptr_t)(x + i) + 2112), _MM_HINT_T0);
+		sq32(x + i, out + i * w / 8, &ctr, rk, vf, vr, s->smax, w, ob, scaled);
+	}
+	if (i < n) {
+		float pad[32] = { 0 };
+		uint8_t pout[32];
+		memcpy(pad, x + i, (n - i) * sizeof(float));
+		sq32(pad, pout, &ctr, rk, vf, vr, s->smax, w, ob, scaled);
+		size_t nbits = (n - i) * w, nbytes = (nbits + 7) / 8;
+		if (nbits & 7)
+			pout[nbytes - 1] &= (uint8_t)((1u << (nbits & 7)) - 1u);
+		memcpy(out + i * w / 8, pout, nbytes);
+	}
+}
+
+T2 void gx_avx2_enc_sq(const float *x, size_t n, const struct gx_sq *s, uint8_t *out)
+{
+	int ob = s->offset_binary, scaled = s->f != 1.0f;   /* v * 1 == v: skip that multiply */
+	if (s->fb != 24) {   /* only L > 127 has fewer fraction bits, and it has no vector kernel */
+		gx_sq_encode_generic(x, 0, n, s, out);
+		return;
+	}
+#define SQ_CASE(W)                                                                  \
+	if (s->w == (W)) {                                                           \
+		if (ob)                                                              \
+			scaled ? sq_bucket(x, n, s, out, W, 1, 1) : sq_bucket(x, n, s, out, W, 1, 0); \
+		else                                                                 \
+			scaled ? sq_bucket(x, n, s, out, W, 0, 1) : sq_bucket(x, n, s, out, W, 0, 0); \
+		return;                                                              \
+	}
+	SQ_CASE(4)
+	SQ_CASE(2)
+	SQ_CASE(8)
+#undef SQ_CASE
+	gx_sq_encode_generic(x, 0, n, s, out);
 }
 
 T2 void gx_avx2_dec_sq(const uint8_t *in, size_t n, uint32_t w, uint32_t smax, int offset_binary, float step,
@@ -528,7 +600,7 @@ const struct gx_kern gx_kern_avx2 = {
 	.add_bf16 = gx_avx2_add_bf16,
 	.enc_u8 = v_enc_u8,
 	.dec_u8 = v_dec_u8,
-	.enc_sq = v_enc_sq,
+	.enc_sq = gx_avx2_enc_sq,
 	.dec_sq = gx_avx2_dec_sq,
 	.enc_sign = v_enc_sign,
 	.dec_sign = gx_avx2_dec_sign,

@@ -6,13 +6,16 @@
 #include "codec_internal.h"
 #include "kern_lanes.h"
 
-#define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,f16c,bmi,bmi2,popcnt")))
+#define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,f16c,bmi,bmi2,popcnt,aes")))
 
 uint32_t gx_avx2_enc_bf16(const float *x, size_t n, uint8_t *out);
 void gx_avx2_dec_bf16(const uint8_t *in, size_t n, float *out, int acc);
 int gx_avx2_add_f32(uint8_t *a, const uint8_t *b, size_t n);
 int gx_avx2_add_f16(uint8_t *a, const uint8_t *b, size_t n);
 int gx_avx2_add_bf16(uint8_t *a, const uint8_t *b, size_t n);
+/* the stochastic quantizer's cost is AES rounds (xmm aesenc: VAES is not on every AVX-512 CPU), so
+ * 512-bit lanes would not help it: the AVX2 kernel serves both tables */
+void gx_avx2_enc_sq(const float *x, size_t n, const struct gx_sq *s, uint8_t *out);
 void gx_avx2_dec_sq(const uint8_t *in, size_t n, uint32_t w, uint32_t smax, int offset_binary, float step,
 		    float *out, int acc);
 size_t gx_avx2_randk_pick(uint64_t key, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx, size_t cap);
@@ -194,72 +197,6 @@ T5 static void z_dec_u8(const uint8_t *in, size_t n, float mn, float step, float
 	}
 }
 
-T5 static inline __m512i mix32(__m512i x)
-{
-	x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
-	x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7feb352d));
-	x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
-	x = _mm512_mullo_epi32(x, _mm512_set1_epi32((int)0x846ca68bu));
-	return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
-}
-
-/* codes of 16 elements as bytes in element order */
-T5 static inline __m128i sq_codes(__m512 v, __m512i idx, const struct gx_sq *s, __m512i klo, __m512i khi)
-{
-	__m512 a = _mm512_mul_ps(_mm512_mul_ps(_mm512_castsi512_ps(abs_bits(v)), _mm512_set1_ps(s->f)),
-				 _mm512_set1_ps(s->r));
-	__m512i li = _mm512_cvttps_epi32(a);
-	__m512 p = _mm512_sub_ps(a, _mm512_cvtepi32_ps(li));
-	__m512i u = mix32(_mm512_add_epi32(mix32(_mm512_xor_si512(idx, klo)), khi));
-	__m512 uf = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(u, 8)), _mm512_set1_ps(0x1p-24f));
-	__mmask16 up = _mm512_cmp_ps_mask(uf, p, _CMP_LT_OQ);
-	__m512i lvl = _mm512_mask_add_epi32(li, up, li, _mm512_set1_epi32(1));
-	lvl = _mm512_min_epu32(lvl, _mm512_set1_epi32((int)s->smax));
-	__mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
-	__m512i c;
-	if (s->offset_binary) {
-		__m512i q = _mm512_mask_sub_epi32(lvl, neg, _mm512_setzero_si512(), lvl);
-		c = _mm512_add_epi32(q, _mm512_set1_epi32((int)s->smax));
-	} else {
-		neg &= _mm512_test_epi32_mask(lvl, lvl);
-		c = _mm512_mask_or_epi32(lvl, neg, lvl, _mm512_set1_epi32(1 << (s->w - 1)));
-	}
-	return _mm512_cvtepi32_epi8(c);
-}
-
-T5 static void z_enc_sq(const float *x, size_t n, const struct gx_sq *s, uint8_t *out)
-{
-	__m512i klo = _mm512_set1_epi32((int)(uint32_t)s->key), khi = _mm512_set1_epi32((int)(uint32_t)(s->key >> 32));
-	__m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-	size_t i = 0, nv = n & ~(size_t)31;
-	for (; i < nv; i += 32) {
-		__m512i idx = _mm512_add_epi32(lane, _mm512_set1_epi32((int)(s->base + (uint32_t)i)));
-		__m128i b0 = sq_codes(_mm512_loadu_ps(x + i), idx, s, klo, khi);
-		idx = _mm512_add_epi32(idx, _mm512_set1_epi32(16));
-		__m128i b1 = sq_codes(_mm512_loadu_ps(x + i + 16), idx, s, klo, khi);
-		__m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(b0), b1, 1);
-		if (s->w == 8) {
-			_mm256_storeu_si256((__m256i *)(out + i), b);
-		} else if (s->w == 4) {
-			__m256i nib = _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi16(0x0f)),
-						      _mm256_and_si256(_mm256_srli_epi16(b, 4), _mm256_set1_epi16(0xf0)));
-			_mm_storeu_si128((__m128i *)(out + i / 2), _mm256_cvtepi16_epi8(nib));
-		} else {
-			__m256i q = _mm256_or_si256(
-				_mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(0x3)),
-						_mm256_and_si256(_mm256_srli_epi32(b, 6), _mm256_set1_epi32(0xc))),
-				_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(b, 12), _mm256_set1_epi32(0x30)),
-						_mm256_and_si256(_mm256_srli_epi32(b, 18), _mm256_set1_epi32(0xc0))));
-			_mm_storel_epi64((__m128i *)(out + i / 4), _mm256_cvtepi32_epi8(q));
-		}
-	}
-	if (nv < n) {
-		struct gx_sq t = *s;
-		t.base = s->base + (uint32_t)nv;
-		gx_sq_encode_generic(x + nv, n - nv, &t, out + nv * s->w / 8);
-	}
-}
-
 T5 static void z_enc_sign(const float *x, size_t n, uint8_t *out)
 {
 	__m512 z = _mm512_setzero_ps();
@@ -311,7 +248,7 @@ const struct gx_kern gx_kern_avx512 = {
 	.add_bf16 = gx_avx2_add_bf16,
 	.enc_u8 = z_enc_u8,
 	.dec_u8 = z_dec_u8,
-	.enc_sq = z_enc_sq,
+	.enc_sq = gx_avx2_enc_sq,
 	.dec_sq = gx_avx2_dec_sq,
 	.enc_sign = z_enc_sign,
 	.dec_sign = gx_avx2_dec_sign,

@@ -39,13 +39,16 @@ static inline uint8_t gx_u8_code(float x, float mn, float inv)
 	return r > 255.0f ? 255 : (uint8_t)r;
 }
 
-/* Stochastic quantizer over n elements, any w in [2, 16]: element j's code at bits [j*w, (j+1)*w). */
-static inline void gx_sq_encode_generic(const float *x, size_t n, const struct gx_sq *s, uint8_t *out)
+/* Stochastic quantizer, elements [j0, n) of a bucket (j0 a multiple of 8), any w in [2, 16]: element
+ * j's code at bits [j*w, (j+1)*w) of out, its random word is word j mod 4 of ARS block j / 4. */
+static inline void gx_sq_encode_generic(const float *x, size_t j0, size_t n, const struct gx_sq *s, uint8_t *out)
 {
-	memset(out, 0, (n * s->w + 7) / 8);
-	for (size_t j = 0; j < n; j++) {
-		int32_t q = gx_squant1(x[j], s->f, s->r, s->smax, s->key, s->base + (uint32_t)j);
-		uint32_t code = gx_sq_code(s, q);
+	uint32_t u[4];
+	memset(out + j0 * s->w / 8, 0, (n * s->w + 7) / 8 - j0 * s->w / 8);
+	for (size_t j = j0; j < n; j++) {
+		if (j == j0 || !(j & 3))
+			gx_ars_block(&s->ars, (uint32_t)(j >> 2), s->stream, u);
+		uint32_t code = gx_sq_code(s, gx_squant1(x[j], s, u[j & 3]));
 		size_t bit = j * s->w;
 		uint32_t v = code << (bit & 7);
 		for (size_t b = bit >> 3; v; b++, v >>= 8)

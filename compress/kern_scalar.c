@@ -154,7 +154,7 @@ static void s_dec_u8(const uint8_t *in, size_t n, float mn, float step, float *o
 
 static void s_enc_sq(const float *x, size_t n, const struct gx_sq *s, uint8_t *out)
 {
-	gx_sq_encode_generic(x, n, s, out);
+	gx_sq_encode_generic(x, 0, n, s, out);
 }
 
 static void s_dec_sq(const uint8_t *in, size_t n, uint32_t w, uint32_t smax, int offset_binary,

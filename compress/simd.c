@@ -1,5 +1,6 @@
 /* simd.c: which kernel table runs: GX_SIMD=scalar|avx2|avx512|auto, gx_simd_set(), else the best the
- * CPU has (cpuid through __builtin_cpu_supports, which also checks that the OS saves the registers). */
+ * CPU has (cpuid through __builtin_cpu_supports, which also checks that the OS saves the registers).
+ * Both vector tables need AES-NI too: the stochastic quantizer draws ARS-5 blocks with aesenc. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +27,12 @@ int gx_simd_supported(enum gx_simd s)
 #if defined(__x86_64__)
 	case GX_SIMD_AVX2:
 		__builtin_cpu_init();
-		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("aes");
 	case GX_SIMD_AVX512:
 		__builtin_cpu_init();
 		return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-		       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c");
+		       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") &&
+		       __builtin_cpu_supports("aes");
 #endif
 	default:
 		return 0;
