@@ -506,11 +506,19 @@ gx_status_t gx_block_check_body(const struct gx_codec_block *b, const uint8_t *p
 		for (uint32_t j = 0; j < nb; j++) {
 			uint32_t mb = j + 1 < nb ? b->bucket : m - j * b->bucket, i = 0;
 			if (ob && (w == 2 || w == 4 || w == 8)) {
-				/* fixed point: the one invalid code is all ones (2L + 1); whole bytes at once */
-				uint32_t per = 8 / w, full = mb / per, bad = 0, f = (1u << w) - 1;
-				for (uint32_t byte = 0; byte < full; byte++)
-					for (uint32_t k = 0; k < per; k++)
-						bad |= ((codes[byte] >> (k * w)) & f) == f;
+				/* fixed point: the one invalid code is all ones (2L + 1).  Eight bytes at a
+				 * time: AND each code's bits down into its lowest bit (zero padding of the
+				 * last word never makes an all-ones code) */
+				uint32_t per = 8 / w, full = mb / per;
+				uint64_t bad = 0, low = w == 2 ? 0x5555555555555555ull
+						      : w == 4 ? 0x1111111111111111ull : 0x0101010101010101ull;
+				for (uint32_t byte = 0; byte < full; byte += 8) {
+					uint64_t v = 0;
+					memcpy(&v, codes + byte, full - byte < 8 ? full - byte : 8);
+					for (uint32_t sh = 1; sh < w; sh <<= 1)
+						v &= v >> sh;
+					bad |= v & low;
+				}
 				if (bad)
 					return bad_value(b, "a code beyond the levels");
 				i = full * per;
