@@ -893,7 +893,7 @@ static int faults_rank(struct rank_ctx *x, void *arg)
 		(unsigned long long)c.duplicates, c.srtt_us, c.rto_us);
 	CHECK(x, c.received == t.expected, "received counter %llu", (unsigned long long)c.received);
 	/* The hooks really acted, at about their rates (binomial bounds, fixed seeds). */
-	uint64_t pkts = c.sent + c.retransmitted + c.acks_sent;
+	uint64_t pkts = c.sent + c.retransmitted + c.acks_sent + c.heartbeats_sent;
 	CHECK(x, c.fault_dropped > pkts / 40 && c.fault_dropped < pkts / 10, "drops %llu of %llu",
 	      (unsigned long long)c.fault_dropped, (unsigned long long)pkts);
 	CHECK(x, c.fault_duplicated > 0 && c.fault_reordered > 0, "dup %llu reorder %llu",

@@ -40,6 +40,7 @@
 #define DELAY_SLOTS 2048                /* fault injection: received packets held for delay_us */
 
 enum txq_kind { TXQ_DATA, TXQ_RETX, TXQ_CTRL };
+enum txq_fate { FATE_DROP, FATE_SEND, FATE_DUP, FATE_HOLD };  /* fault hooks, drawn once per packet */
 
 struct txq_ent {
 	uint32_t peer;
@@ -47,6 +48,7 @@ struct txq_ent {
 	uint8_t *data;                  /* CTRL: packet */
 	uint32_t len;
 	uint8_t kind;
+	uint8_t fate;
 };
 
 struct tx_slot {
@@ -320,6 +322,30 @@ uint32_t gx_net_inflight(const struct gx_net *n)
 
 /* ---- transmit ------------------------------------------------------------------------------ */
 
+static inline uint32_t fault_draw(struct gx_net *n)
+{
+	return gx_rng_u32(n->fault_key, n->fault_ctr++);
+}
+
+/* Fault hooks on the way out, decided once per queued packet (a packet the backend refuses and that
+ * is offered again keeps its fate). */
+static uint8_t fault_decide(struct gx_net *n, uint32_t peer)
+{
+	struct peer *p = &n->peer[peer];
+
+	if (fault_draw(n) < n->fault_thr_drop) {
+		p->c.fault_dropped++;
+		return FATE_DROP;
+	}
+	if (fault_draw(n) < n->fault_thr_reorder)
+		return FATE_HOLD;               /* counted when held (a hold slot may be lacking) */
+	if (fault_draw(n) < n->fault_thr_dup) {
+		p->c.fault_duplicated++;
+		return FATE_DUP;
+	}
+	return FATE_SEND;
+}
+
 static inline void txq_push(struct gx_net *n, uint32_t peer, uint32_t psn, uint8_t *data, uint32_t len,
 			    uint8_t kind)
 {
@@ -330,38 +356,33 @@ static inline void txq_push(struct gx_net *n, uint32_t peer, uint32_t psn, uint8
 	e->data = data;
 	e->len = len;
 	e->kind = kind;
+	e->fate = n->fault_tx ? fault_decide(n, peer) : FATE_SEND;
 	n->txq_len++;
 }
 
-static inline uint32_t fault_draw(struct gx_net *n)
+/* How many copies of m leave now (0, 1 or 2).  A reordered packet is copied aside and sent after the
+ * packets of the next flush; its queue entry then becomes a drop so a retry cannot send it twice. */
+static uint32_t fault_apply(struct gx_net *n, struct txq_ent *e, const struct gx_msg *m, uint64_t now)
 {
-	return gx_rng_u32(n->fault_key, n->fault_ctr++);
-}
-
-/* Fault hooks on the way out: decide how many copies of m go now (0, 1 or 2); a reordered packet is
- * copied aside and sent after the packets of the next flush. */
-static uint32_t fault_tx(struct gx_net *n, const struct gx_msg *m, uint64_t now)
-{
-	struct peer *p = &n->peer[m->peer];
-
-	if (fault_draw(n) < n->fault_thr_drop) {
-		p->c.fault_dropped++;
+	switch (e->fate) {
+	case FATE_DROP:
 		return 0;
-	}
-	if (n->nhold < HOLD_SLOTS && fault_draw(n) < n->fault_thr_reorder) {
-		struct held_pkt *h = &n->hold[n->nhold];
-		h->data = n->hold_mem + (size_t)n->nhold * n->max_msg;
-		memcpy(h->data, m->data, m->len);
-		h->len = m->len;
-		h->peer = m->peer;
-		h->due_tsc = now;
-		n->nhold++;
-		p->c.fault_reordered++;
-		return 0;
-	}
-	if (fault_draw(n) < n->fault_thr_dup) {
-		p->c.fault_duplicated++;
+	case FATE_DUP:
 		return 2;
+	case FATE_HOLD:
+		if (n->nhold < HOLD_SLOTS) {
+			struct held_pkt *h = &n->hold[n->nhold];
+			h->data = n->hold_mem + (size_t)n->nhold * n->max_msg;
+			memcpy(h->data, m->data, m->len);
+			h->len = m->len;
+			h->peer = m->peer;
+			h->due_tsc = now;
+			n->nhold++;
+			n->peer[m->peer].c.fault_reordered++;
+			e->fate = FATE_DROP;
+			return 0;
+		}
+		return 1;
 	}
 	return 1;
 }
@@ -426,7 +447,7 @@ static void flush(struct gx_net *n, uint64_t now)
 				p->slot[i].sent_tsc = now;
 				p->slot[i].nsent++;
 			}
-			uint32_t copies = n->fault_tx ? fault_tx(n, &x, now) : 1;
+			uint32_t copies = e->fate == FATE_SEND ? 1 : fault_apply(n, e, &x, now);
 			for (uint32_t c = 0; c < copies; c++)
 				m[nm++] = x;
 			ent_end[ne++] = nm;
