@@ -460,14 +460,21 @@ static const char *port_devargs(uint16_t port)
 	return da && da->args ? da->args : "";
 }
 
-/* memif client: rte_eth_dev_start fails for good when the server's socket is not there yet, so
- * wait (bounded) for a file-system socket before starting. */
-static gx_status_t memif_wait_server(struct dp_backend *d, const char *args, uint32_t timeout_ms)
+static bool memif_is_client(const char *args)
 {
-	char role[16] = "server", sock[256], abstract[8] = "yes";
+	char role[16] = "server";
 
 	devarg_str(args, "role", role, sizeof(role));
-	if (strcmp(role, "client") && strcmp(role, "slave"))
+	return !strcmp(role, "client") || !strcmp(role, "slave");
+}
+
+/* memif client: rte_eth_dev_start fails when the server's socket is not there yet, so wait (bounded)
+ * for a file-system socket before starting. */
+static gx_status_t memif_wait_server(struct dp_backend *d, const char *args, uint32_t timeout_ms)
+{
+	char sock[256], abstract[8] = "yes";
+
+	if (!memif_is_client(args))
 		return GX_OK;
 	devarg_str(args, "socket-abstract", abstract, sizeof(abstract));
 	if (!devarg_str(args, "socket", sock, sizeof(sock)) || strcmp(abstract, "no"))
@@ -484,14 +491,6 @@ static gx_status_t memif_wait_server(struct dp_backend *d, const char *args, uin
 		nanosleep(&ts, NULL);
 	}
 	return GX_OK;
-}
-
-static bool memif_is_client(const char *args)
-{
-	char role[16] = "server";
-
-	devarg_str(args, "role", role, sizeof(role));
-	return !strcmp(role, "client") || !strcmp(role, "slave");
 }
 
 #define MEMIF_LINK_WAIT_MS 1000u
@@ -570,6 +569,9 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 		gx_error(GX_ERR_INVAL, "dpdk: MTU %u is out of range (576..9600)", o->mtu);
 		return NULL;
 	}
+	uint32_t ip = 0;
+	if (o->dpdk_ip && *o->dpdk_ip && parse_ipv4(o->dpdk_ip, &ip) < 0)
+		return NULL;
 	if (eal_init(o->dpdk_eal) < 0)
 		return NULL;
 	d = calloc(1, sizeof(*d));
@@ -610,8 +612,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 		d->max_msg = UINT16_MAX - sizeof(struct gx_hdr);
 	d->udp_port = rte_cpu_to_be_16(o->udp_port ? o->udp_port : DP_DEFAULT_UDP_PORT);
 	if (o->dpdk_ip && *o->dpdk_ip) {
-		if (parse_ipv4(o->dpdk_ip, &d->ip) < 0)
-			goto fail;
+		d->ip = ip;
 	} else {
 		uint32_t h = o->rank + 1;
 		d->ip = rte_cpu_to_be_32((10u << 24) | (((h >> 16) & 0xffu) << 16) |
