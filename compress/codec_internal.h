@@ -6,8 +6,8 @@
  *    tree of gx_lanes_fold(); vector paths keep the same 16 lanes in registers;
  *  - no FMA: compress/meson.build compiles with -ffp-contract=off, and kernels never use fma intrinsics;
  *  - rounding is the default round-to-nearest-even of MXCSR; float -> int is truncation through
- *    int32; random numbers are integers: gx_rng_u32 (rand-k) and ARS-5 blocks (gx_ars_block,
- *    AES-NI in the vector kernels) for the stochastic quantizer.
+ *    int32; random numbers are 32-bit words of ARS-5 blocks (gx_ars_block; AES-NI in the vector
+ *    kernels).
  */
 #ifndef GX_CODEC_INTERNAL_H
 #define GX_CODEC_INTERNAL_H
@@ -205,9 +205,11 @@ struct gx_kern {
 	 * returns how many qualify in all */
 	size_t (*scan_ge)(const float *x, size_t n, uint32_t t, uint32_t *idx, size_t cap);
 	/* rand-k selection sampling (Knuth's algorithm S) over [0, m), resumable: from element *i
-	 * with *need still to choose, element i is taken iff (u32(key, i) * (m - i)) >> 32 < need;
-	 * writes at most cap chosen indices, returns how many, advances *i and *need */
-	size_t (*randk_pick)(uint64_t key, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx, size_t cap);
+	 * with *need still to choose, element i is taken iff (u_i * (m - i)) >> 32 < need, u_i word
+	 * i mod 4 of ARS block i / 4 (stream 0) of the round keys a; writes at most cap chosen
+	 * indices, returns how many, advances *i and *need */
+	size_t (*randk_pick)(const struct gx_ars *a, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx,
+			     size_t cap);
 };
 
 extern const struct gx_kern gx_kern_scalar;

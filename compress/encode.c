@@ -111,8 +111,10 @@ static gx_status_t enc_sq_block(struct gx_codec *c, const struct gx_kern *k, con
 #define RANDK_WALK(k_, key, m, kk, EMIT)                                                            \
 	do {                                                                                        \
 		uint32_t pos_ = 0, need_ = (kk), buf_[256];                                        \
+		struct gx_ars ars_;                                                                 \
+		gx_ars_init(&ars_, (key));                                                          \
 		while (need_) {                                                                     \
-			size_t got_ = (k_)->randk_pick((key), (m), &pos_, &need_, buf_, 256);      \
+			size_t got_ = (k_)->randk_pick(&ars_, (m), &pos_, &need_, buf_, 256);       \
 			for (size_t e_ = 0; e_ < got_; e_++)                                        \
 				EMIT(buf_[e_]);                                                     \
 		}                                                                                   \

@@ -323,16 +323,6 @@ T2 static void v_dec_u8(const uint8_t *in, size_t n, float mn, float step, float
 	}
 }
 
-/* gx_mix32 on 8 lanes (rand-k's gx_rng_u32) */
-T2 static inline __m256i mix32(__m256i x)
-{
-	x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
-	x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7feb352d));
-	x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
-	x = _mm256_mullo_epi32(x, _mm256_set1_epi32((int)0x846ca68bu));
-	return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
-}
-
 /* ARS-5 block of the counter vector c (words: ctr, stream, 0, 0): gx_ars_block's bits */
 T2 static inline __m128i ars5(__m128i c, const __m128i *rk)
 {
@@ -550,37 +540,60 @@ T2 static size_t v_scan_ge(const float *x, size_t n, uint32_t t, uint32_t *idx, 
 	return gx_scan_ge_tail(x, i, n, t, idx, cap, cnt);
 }
 
-T2 size_t gx_avx2_randk_pick(uint64_t key, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx, size_t cap)
+/* u_i * (m - i) >> 32 for the 8 elements g..g+7 (ARS blocks g/4 and g/4+1), two vpmuludq; biased
+ * by 2^31 so that a signed compare orders them as unsigned */
+T2 static inline __m256i randk_hi8(const __m128i *rk, uint32_t m, uint32_t g)
 {
-	__m256i klo = _mm256_set1_epi32((int)(uint32_t)key), khi = _mm256_set1_epi32((int)(uint32_t)(key >> 32));
-	__m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-	__m256i hi_mask = _mm256_set1_epi64x((long long)0xffffffff00000000ull);
+	__m256i r = _mm256_set_m128i(ars5(_mm_setr_epi32((int)(g / 4 + 1), 0, 0, 0), rk),
+				     ars5(_mm_setr_epi32((int)(g / 4), 0, 0, 0), rk));
+	__m256i rem = _mm256_sub_epi32(_mm256_set1_epi32((int)(m - g)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+	__m256i pe = _mm256_mul_epu32(r, rem);
+	__m256i po = _mm256_mul_epu32(_mm256_shuffle_epi32(r, 0xf5), _mm256_shuffle_epi32(rem, 0xf5));
+	__m256i hi = _mm256_blend_epi32(_mm256_shuffle_epi32(pe, 0xf5), po, 0xaa);
+	return _mm256_xor_si256(hi, _mm256_set1_epi32((int)0x80000000u));
+}
+
+/* lanes of the 32 products below need, as a 32-bit mask */
+T2 static inline uint32_t randk_below(const __m256i hi[4], uint32_t nd)
+{
+	__m256i n = _mm256_xor_si256(_mm256_set1_epi32((int)nd), _mm256_set1_epi32((int)0x80000000u));
+	uint32_t mask = 0;
+	for (int q = 0; q < 4; q++)
+		mask |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(n, hi[q]))) << (8 * q);
+	return mask;
+}
+
+/* Chunks of 32 aligned elements: the 32 products at once (independent AES chains overlap), then
+ * every pick of the chunk from the same products against the shrinking need, lanes before the
+ * resume point and before each pick masked off.  At small ratios most chunks have no pick. */
+T2 size_t gx_avx2_randk_pick(const struct gx_ars *a, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx,
+			     size_t cap)
+{
+	__m128i rk[GX_ARS_ROUNDS + 1];
+	for (int r = 0; r <= GX_ARS_ROUNDS; r++)
+		rk[r] = _mm_set_epi64x((long long)a->rk[r][1], (long long)a->rk[r][0]);
 	uint32_t j = *i, nd = *need;
 	size_t cnt = 0;
-	while (nd && cnt < cap && j + 8 <= m) {
-		__m256i id = _mm256_add_epi32(lane, _mm256_set1_epi32((int)j));
-		__m256i r = mix32(_mm256_add_epi32(mix32(_mm256_xor_si256(id, klo)), khi));
-		__m256i rem = _mm256_sub_epi32(_mm256_set1_epi32((int)m), id);          /* m - i, >= 1 */
-		__m256i pe = _mm256_mul_epu32(r, rem);
-		__m256i po = _mm256_mul_epu32(_mm256_srli_epi64(r, 32), _mm256_srli_epi64(rem, 32));
-		__m256i hi = _mm256_or_si256(_mm256_srli_epi64(pe, 32), _mm256_and_si256(po, hi_mask));
-		/* hi < need, unsigned: hi < m <= 2^32 - 1 and need <= m, compare through a bias */
-		__m256i bias = _mm256_set1_epi32((int)0x80000000u);
-		__m256i lt = _mm256_cmpgt_epi32(_mm256_xor_si256(_mm256_set1_epi32((int)nd), bias),
-						_mm256_xor_si256(hi, bias));
-		uint32_t mask = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(lt));
-		if (!mask) {
-			j += 8;
-			continue;
+	while (nd && cnt < cap && (j & ~31u) + 32 <= m) {
+		uint32_t g = j & ~31u;
+		__m256i hi[4];
+		for (int q = 0; q < 4; q++)
+			hi[q] = randk_hi8(rk, m, g + 8 * (uint32_t)q);
+		uint32_t live = 0xffffffffu << (j - g);
+		uint32_t mask;
+		while ((mask = randk_below(hi, nd) & live)) {
+			uint32_t first = (uint32_t)__builtin_ctz(mask);
+			idx[cnt++] = g + first;
+			nd--;
+			live = first == 31 ? 0 : 0xffffffffu << (first + 1);
+			if (!nd || cnt == cap || !live)
+				break;
 		}
-		uint32_t first = (uint32_t)__builtin_ctz(mask);
-		idx[cnt++] = j + first;     /* the lanes before it were rejected with the same need */
-		nd--;
-		j += first + 1;
+		j = live && nd && cnt < cap ? g + 32 : live ? g + (uint32_t)__builtin_ctz(live) : g + 32;
 	}
 	*i = j;
 	*need = nd;
-	return gx_randk_pick_tail(key, m, i, need, idx, cap, cnt);
+	return gx_randk_pick_tail(a, m, i, need, idx, cap, cnt);
 }
 
 const struct gx_kern gx_kern_avx2 = {

@@ -18,7 +18,8 @@ int gx_avx2_add_bf16(uint8_t *a, const uint8_t *b, size_t n);
 void gx_avx2_enc_sq(const float *x, size_t n, const struct gx_sq *s, uint8_t *out);
 void gx_avx2_dec_sq(const uint8_t *in, size_t n, uint32_t w, uint32_t smax, int offset_binary, float step,
 		    float *out, int acc);
-size_t gx_avx2_randk_pick(uint64_t key, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx, size_t cap);
+size_t gx_avx2_randk_pick(const struct gx_ars *a, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx,
+			  size_t cap);
 void gx_avx2_dec_sign(const uint8_t *in, size_t n, float scale, float *out, int acc);
 
 T5 static inline __m512i abs_bits(__m512 v)

@@ -89,12 +89,18 @@ static inline size_t gx_scan_ge_tail(const float *x, size_t i0, size_t n, uint32
 	return cnt;
 }
 
-static inline size_t gx_randk_pick_tail(uint64_t key, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx,
-					size_t cap, size_t cnt)
+/* Rand-k selection sampling from element *i on: element j's random word is word j mod 4 of ARS block
+ * j / 4 (stream 0) of the block's key. */
+static inline size_t gx_randk_pick_tail(const struct gx_ars *a, uint32_t m, uint32_t *i, uint32_t *need,
+					uint32_t *idx, size_t cap, size_t cnt)
 {
-	uint32_t j = *i, nd = *need;
+	uint32_t j = *i, nd = *need, u[4], blk = UINT32_MAX;
 	for (; j < m && nd && cnt < cap; j++) {
-		if ((((uint64_t)gx_rng_u32(key, j) * (m - j)) >> 32) < nd) {
+		if (j >> 2 != blk) {
+			blk = j >> 2;
+			gx_ars_block(a, blk, 0, u);
+		}
+		if ((((uint64_t)u[j & 3] * (m - j)) >> 32) < nd) {
 			idx[cnt++] = j;
 			nd--;
 		}

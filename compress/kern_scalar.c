@@ -184,9 +184,10 @@ static size_t s_scan_ge(const float *x, size_t n, uint32_t t, uint32_t *idx, siz
 	return gx_scan_ge_tail(x, 0, n, t, idx, cap, 0);
 }
 
-static size_t s_randk_pick(uint64_t key, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx, size_t cap)
+static size_t s_randk_pick(const struct gx_ars *a, uint32_t m, uint32_t *i, uint32_t *need, uint32_t *idx,
+			   size_t cap)
 {
-	return gx_randk_pick_tail(key, m, i, need, idx, cap, 0);
+	return gx_randk_pick_tail(a, m, i, need, idx, cap, 0);
 }
 
 const struct gx_kern gx_kern_scalar = {
