@@ -174,8 +174,8 @@ struct gx_kern {
 	const char *name;
 	/* max over i of (bits(x_i) & 0x7fffffff): >= GX_ABS_INF means a NaN or Inf is present */
 	uint32_t (*absmax)(const float *x, size_t n);
-	/* sum of x_i^2 (16 lanes + fold); returns absmax */
-	uint32_t (*sumsq)(const float *x, size_t n, float *sum);
+	/* sum of x_i^2 (16 lanes + fold) */
+	float (*sumsq)(const float *x, size_t n);
 	/* sum of |x_i| (16 lanes + fold); returns absmax */
 	uint32_t (*sumabs)(const float *x, size_t n, float *sum);
 	/* min and max (meaningful only when the returned absmax is finite) */

@@ -75,14 +75,26 @@ static gx_status_t enc_sq_block(struct gx_codec *c, const struct gx_kern *k, con
 	for (uint32_t j = 0; j < nb; j++) {
 		const float *xb = x + (size_t)j * B;
 		uint32_t mb = j + 1 < nb ? B : m - j * B;
-		float scale, ss = 0.0f;
-		uint32_t am = c->id == GX_CODEC_QSGD ? k->sumsq(xb, mb, &ss) : k->absmax(xb, mb);
-		gx_status_t st = check_limit(c, xb, mb, am, GX_ABS_INF, src_i0 + (size_t)j * B, off + (uint64_t)j * B);
-		if (st < 0)
-			return st;
-		float amax = gx_u2f(am);
+		float scale, ss = 0.0f, amax = 0.0f;
+		uint32_t am = 1;     /* nonzero: not an all-zero bucket */
+		if (c->id == GX_CODEC_QSGD)
+			ss = k->sumsq(xb, mb);
+		/* a sum of squares in [2^-100, 2^100] puts max|v| in [2^-55, 2^50]: every value finite,
+		 * no rescaled norm, no prescale, so the max pass is skipped (the bits are those it
+		 * would give) */
+		int plain = c->id == GX_CODEC_QSGD && ss >= 0x1p-100f && ss <= 0x1p100f;
+		if (!plain) {
+			am = k->absmax(xb, mb);
+			gx_status_t st = check_limit(c, xb, mb, am, GX_ABS_INF, src_i0 + (size_t)j * B,
+						     off + (uint64_t)j * B);
+			if (st < 0)
+				return st;
+			amax = gx_u2f(am);
+		}
 		if (c->id == GX_CODEC_FIXED)
 			scale = amax;
+		else if (plain)
+			scale = sqrtf(ss);
 		else if (!am)
 			scale = 0.0f;
 		else if (amax < TWO_M60 || amax > TWO_P60 || isinf(ss))
@@ -93,7 +105,7 @@ static gx_status_t enc_sq_block(struct gx_codec *c, const struct gx_kern *k, con
 			return gx_error(GX_ERR_NONFINITE, "%s encode: the L2 norm of the bucket at element %llu "
 					"overflows float: gradients this large mean the run diverged", c->name,
 					(unsigned long long)(off + (uint64_t)j * B));
-		s.f = amax < TWO_M60 ? TWO_P64 : 1.0f;
+		s.f = !plain && amax < TWO_M60 ? TWO_P64 : 1.0f;
 		/* levels per unit times 2^fb: exact power-of-two scaling, far from overflow (< 2^116) */
 		s.r = am ? ldexpf((float)c->levels / (scale * s.f), (int)s.fb) : 0.0f;
 		s.stream = j * B;

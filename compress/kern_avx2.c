@@ -40,23 +40,20 @@ T2 static uint32_t v_absmax(const float *x, size_t n)
 	return m;
 }
 
-T2 static uint32_t v_sumsq(const float *x, size_t n, float *sum)
+T2 static float v_sumsq(const float *x, size_t n)
 {
 	__m256 a0 = _mm256_setzero_ps(), a1 = a0;
-	__m256i m = _mm256_setzero_si256();
 	float acc[GX_LANES];
 	size_t i = 0;
 	for (; i + 16 <= n; i += 16) {
 		__m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
 		a0 = _mm256_add_ps(a0, _mm256_mul_ps(v0, v0));
 		a1 = _mm256_add_ps(a1, _mm256_mul_ps(v1, v1));
-		m = _mm256_max_epu32(m, _mm256_max_epu32(abs_bits(v0), abs_bits(v1)));
 	}
 	_mm256_storeu_ps(acc, a0);
 	_mm256_storeu_ps(acc + 8, a1);
-	uint32_t am = max_u32(hmax_u32(m), gx_lanes_sumsq(x + i, n - i, acc));
-	*sum = gx_lanes_fold(acc);
-	return am;
+	gx_lanes_sumsq(x + i, n - i, acc);
+	return gx_lanes_fold(acc);
 }
 
 T2 static uint32_t v_sumabs(const float *x, size_t n, float *sum)

@@ -44,21 +44,18 @@ T5 static uint32_t z_absmax(const float *x, size_t n)
 	return am;
 }
 
-T5 static uint32_t z_sumsq(const float *x, size_t n, float *sum)
+T5 static float z_sumsq(const float *x, size_t n)
 {
 	__m512 a = _mm512_setzero_ps();
-	__m512i m = _mm512_setzero_si512();
 	float acc[GX_LANES];
 	size_t i = 0;
 	for (; i + 16 <= n; i += 16) {
 		__m512 v = _mm512_loadu_ps(x + i);
 		a = _mm512_add_ps(a, _mm512_mul_ps(v, v));
-		m = _mm512_max_epu32(m, abs_bits(v));
 	}
 	_mm512_storeu_ps(acc, a);
-	uint32_t am = max_u32(_mm512_reduce_max_epu32(m), gx_lanes_sumsq(x + i, n - i, acc));
-	*sum = gx_lanes_fold(acc);
-	return am;
+	gx_lanes_sumsq(x + i, n - i, acc);
+	return gx_lanes_fold(acc);
 }
 
 T5 static uint32_t z_sumabs(const float *x, size_t n, float *sum)

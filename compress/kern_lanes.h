@@ -8,16 +8,11 @@
 #define GX_F16_LIMIT 0x477ff000u   /* |x| >= 65520 rounds to Inf in fp16 */
 #define GX_BF16_LIMIT 0x7f7f8000u  /* |x| >= this rounds to Inf in bf16 */
 
-/* acc[i mod 16] += x_i^2 for i in [0, n), starting at lane 0; returns absmax bits. */
-static inline uint32_t gx_lanes_sumsq(const float *x, size_t n, float acc[GX_LANES])
+/* acc[i mod 16] += x_i^2 for i in [0, n), starting at lane 0. */
+static inline void gx_lanes_sumsq(const float *x, size_t n, float acc[GX_LANES])
 {
-	uint32_t m = 0;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		acc[i & 15] += x[i] * x[i];
-		uint32_t a = gx_f2u(x[i]) & 0x7fffffffu;
-		m = a > m ? a : m;
-	}
-	return m;
 }
 
 static inline uint32_t gx_lanes_sumabs(const float *x, size_t n, float acc[GX_LANES])

@@ -13,12 +13,11 @@ static uint32_t s_absmax(const float *x, size_t n)
 	return m;
 }
 
-static uint32_t s_sumsq(const float *x, size_t n, float *sum)
+static float s_sumsq(const float *x, size_t n)
 {
 	float acc[GX_LANES] = { 0 };
-	uint32_t m = gx_lanes_sumsq(x, n, acc);
-	*sum = gx_lanes_fold(acc);
-	return m;
+	gx_lanes_sumsq(x, n, acc);
+	return gx_lanes_fold(acc);
 }
 
 static uint32_t s_sumabs(const float *x, size_t n, float *sum)
