@@ -267,19 +267,11 @@ gx_status_t gx_net_connect(struct gx_net *n, uint32_t peer, const void *blob, si
 		return st;
 	if (p->connected)
 		return GX_OK;
-	p->slot = calloc(n->window, sizeof(*p->slot));
-	p->buf = malloc((size_t)n->window * n->max_msg);
+	/* The receive bitmap now; the send ring (window x max_msg bytes) on the first send to this
+	 * peer, so a rank that talks to few of many peers does not pay for all of them. */
 	p->rx_bits = calloc(n->window / 64, sizeof(uint64_t));
-	if (!p->slot || !p->buf || !p->rx_bits) {
-		free(p->slot);
-		free(p->buf);
-		free(p->rx_bits);
-		p->slot = NULL;
-		p->buf = NULL;
-		p->rx_bits = NULL;
-		return gx_error(GX_ERR_NOMEM, "net: out of memory for the window of rank %u (%u x %u bytes)",
-				peer, n->window, n->max_msg);
-	}
+	if (!p->rx_bits)
+		return gx_error(GX_ERR_NOMEM, "net: out of memory for the receive window of rank %u", peer);
 	p->credit_limit = WINDOW_MIN;
 	p->rto_base = us_to_tsc(n, RTO_INIT_US);
 	if (p->rto_base < n->rto_min)
@@ -585,6 +577,19 @@ void *gx_net_reserve(struct gx_net *n, uint32_t peer, gx_status_t *st)
 		*st = dead_peer_status(n, peer);
 		return NULL;
 	}
+	if (!p->buf) {
+		p->slot = calloc(n->window, sizeof(*p->slot));
+		p->buf = malloc((size_t)n->window * n->max_msg);
+		if (!p->slot || !p->buf) {
+			free(p->slot);
+			free(p->buf);
+			p->slot = NULL;
+			p->buf = NULL;
+			*st = gx_error(GX_ERR_NOMEM, "net: out of memory for the send window to rank %u "
+				       "(%u x %u bytes); try a smaller --window", peer, n->window, n->max_msg);
+			return NULL;
+		}
+	}
 	if (p->next_psn - p->una >= n->window || psn_diff(p->credit_limit, p->next_psn) <= 0 ||
 	    n->txq_len >= TXQ_SIZE - TXQ_CTRL_RESERVE) {
 		*st = GX_ERR_AGAIN;
@@ -601,6 +606,8 @@ gx_status_t gx_net_commit(struct gx_net *n, uint32_t peer, const struct gx_tx_de
 	if (peer >= n->nranks || !n->peer[peer].connected)
 		return gx_error(GX_ERR_INVAL, "net: rank %u is not a connected peer of rank %u", peer, n->rank);
 	p = &n->peer[peer];
+	if (!p->buf)
+		return gx_error(GX_ERR_INVAL, "net: commit to rank %u without a gx_net_reserve", peer);
 	if (len > gx_net_max_payload(n))
 		return gx_error(GX_ERR_INVAL, "net: payload of %u bytes exceeds the %u bytes a packet carries",
 				len, gx_net_max_payload(n));
