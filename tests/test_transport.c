@@ -864,6 +864,13 @@ static void fault_opts(struct gx_transport_opts *o, uint32_t rank)
 	o->fault.seed = 42 + rank;
 }
 
+/* Sequence numbers start 3000 packets before 2^32, so the transfers cross the wrap. */
+static void wrap_opts(struct gx_transport_opts *o, uint32_t rank)
+{
+	fault_opts(o, rank);
+	o->first_psn = 0xffffffffu - 3000;
+}
+
 static void fault_delay_opts(struct gx_transport_opts *o, uint32_t rank)
 {
 	fault_opts(o, rank);
@@ -907,6 +914,12 @@ static void test_fault_hooks(void)
 {
 	uint64_t max = 8u << 20;
 	CU_ASSERT_EQUAL(run_ranks(2, fault_opts, faults_rank, &max, NULL, 55), 0);
+}
+
+static void test_psn_wrap(void)
+{
+	uint64_t max = 8u << 20;
+	CU_ASSERT_EQUAL(run_ranks(2, wrap_opts, faults_rank, &max, NULL, 55), 0);
 }
 
 static void test_fault_hooks_delay(void)
@@ -1250,6 +1263,7 @@ static CU_TestInfo cases[] = {
 	{ "exact delivery, 1 byte .. max, both directions", test_exact_delivery },
 	{ "5% drop, 5% reorder, 1% duplicate via fault hooks", test_fault_hooks },
 	{ "fault hooks with 300 us receive delay", test_fault_hooks_delay },
+	{ "sequence numbers wrapping past 2^32, with the fault hooks", test_psn_wrap },
 	{ "garbage and foreign frames during a transfer", test_garbage },
 	{ "killed peer named while sending to it", test_killed_peer_sending },
 	{ "killed peer named while waiting for it (heartbeats keep an idle peer alive)", test_killed_peer_waiting },

@@ -96,6 +96,8 @@ struct gx_transport_opts {
 	uint32_t peer_timeout_ms; /* no progress for this long -> GX_ERR_PEER naming the peer (default 10000) */
 	uint32_t rto_min_us;      /* floor of the retransmission timeout (default 200) */
 	struct gx_fault fault;
+	uint32_t first_psn;       /* sequence number of the first DATA packet each way (default 0; all
+				   * ranks must agree; tests start near 2^32 to cover wrap-around) */
 };
 
 /* ---------------------------------------------------------------------------------------------

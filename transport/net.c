@@ -105,6 +105,7 @@ struct gx_net {
 	uint64_t hz, rto_min, rto_max, ack_delay, scan_period, peer_timeout, heartbeat;
 	uint64_t last_scan, tsc0, ns0;
 	uint32_t peer_timeout_ms;
+	uint32_t first_psn;
 	gx_status_t sticky;             /* a peer error, returned by every later poll */
 	char sticky_msg[400];
 
@@ -221,6 +222,7 @@ struct gx_net *gx_net_open(const struct gx_transport_opts *o)
 	n->ack_delay = us_to_tsc(n, ACK_DELAY_US);
 	n->scan_period = n->rto_min / 2;
 	n->peer_timeout_ms = o->peer_timeout_ms ? o->peer_timeout_ms : 10000;
+	n->first_psn = o->first_psn;
 	n->peer_timeout = us_to_tsc(n, (uint64_t)n->peer_timeout_ms * 1000);
 	n->heartbeat = n->peer_timeout / 4;
 	n->last_scan = n->tsc0;
@@ -272,7 +274,8 @@ gx_status_t gx_net_connect(struct gx_net *n, uint32_t peer, const void *blob, si
 	p->rx_bits = calloc(n->window / 64, sizeof(uint64_t));
 	if (!p->rx_bits)
 		return gx_error(GX_ERR_NOMEM, "net: out of memory for the receive window of rank %u", peer);
-	p->credit_limit = WINDOW_MIN;
+	p->next_psn = p->una = p->rcv_nxt = p->rx_hi = n->first_psn;
+	p->credit_limit = n->first_psn + WINDOW_MIN;
 	p->rto_base = us_to_tsc(n, RTO_INIT_US);
 	if (p->rto_base < n->rto_min)
 		p->rto_base = n->rto_min;
