@@ -997,6 +997,8 @@ int gx_net_poll(struct gx_net *n, gx_deliver_fn fn, void *arg)
 	gx_status_t st = GX_OK;
 	int delivered = 0;
 
+	if (!fn)
+		return gx_error(GX_ERR_INVAL, "gx_net_poll: a deliver function is required (DATA would be lost)");
 	if (n->txq_len)
 		flush(n, now);
 	uint16_t k = n->ops->rx_burst(n->be, m, NET_BURST);
