@@ -91,6 +91,36 @@ static int sh(const char *fmt, ...)
 	return r;
 }
 
+/* Namespaces of this suite carry the pid of the harness that made them (gxtr<pid>a/b, and
+ * gxtr<pid>-h0/h1/sw from scripts/gx-netns); remove those whose harness died without cleaning up. */
+static char netns_script[512];
+
+static void remove_stale_namespaces(void)
+{
+	FILE *f = popen("ip netns list 2>/dev/null", "r");
+	char line[256];
+	long done_pid = -1;
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char name[64], tail[16] = "";
+		long pid;
+		if (sscanf(line, "%63s", name) != 1 || sscanf(name, "gxtr%ld%15s", &pid, tail) < 1 || pid <= 0)
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;               /* its harness still runs (or pid reused): leave it */
+		if (tail[0] == '-') {
+			if (pid != done_pid && netns_script[0])
+				sh("%s down --prefix gxtr%ld >/dev/null 2>&1", netns_script, pid);
+			done_pid = pid;
+		} else if (!strcmp(tail, "a") || !strcmp(tail, "b")) {
+			sh("ip netns del %s 2>/dev/null", name);
+		}
+	}
+	pclose(f);
+}
+
 /* Two namespaces <prefix><pid>a/b joined by a veth pair, 10.77.0.1/24 and 10.77.0.2/24. */
 static void netns_teardown(struct tcfg *c)
 {
@@ -104,8 +134,10 @@ static void netns_setup(struct tcfg *c)
 	gx_test_require_root("network-namespace transport tests");
 	if (system("ip netns list >/dev/null 2>&1") != 0)
 		gx_test_skip("iproute2 ('ip netns') is not installed");
+	gx_test_path(netns_script, sizeof(netns_script), 0, "scripts/gx-netns");
+	remove_stale_namespaces();
 	for (int r = 0; r < 2; r++) {
-		snprintf(c->ns[r], sizeof(c->ns[r]), "gxtr%d%c", (int)getpid() % 10000000, 'a' + r);
+		snprintf(c->ns[r], sizeof(c->ns[r]), "gxtr%d%c", (int)getpid(), 'a' + r);
 		snprintf(c->ip[r], sizeof(c->ip[r]), "10.77.0.%d", r + 1);
 	}
 	int bad = sh("ip netns add %s", c->ns[0]) || sh("ip netns add %s", c->ns[1]) ||
@@ -139,7 +171,6 @@ static int netns_enter(const struct tcfg *c, uint32_t rank)
 
 /* scripts/gx-netns: two hosts on a bridge whose links drop 5 %, reorder 5 % and duplicate 1 % of
  * frames (nftables loss and gx-linkemu), on top of which the fault-hook cases add their own. */
-static char netns_script[512];
 
 static void lossy_teardown(struct tcfg *c)
 {
@@ -156,7 +187,8 @@ static void lossy_setup(struct tcfg *c)
 	gx_test_path(emu, sizeof(emu), 1, "apps/gx-linkemu");
 	if (access(netns_script, X_OK) || access(emu, X_OK))
 		gx_test_skip("scripts/gx-netns or the built apps/gx-linkemu is missing");
-	snprintf(c->prefix, sizeof(c->prefix), "gxtr%d", (int)getpid() % 100000);
+	remove_stale_namespaces();
+	snprintf(c->prefix, sizeof(c->prefix), "gxtr%d", (int)getpid());
 	if (sh("GX_LINKEMU=%s %s up --prefix %s -n 2 --loss 5 --reorder 5 --dup 1 --seed 7 >/dev/null", emu,
 	       netns_script, c->prefix)) {
 		lossy_teardown(c);
