@@ -10,8 +10,8 @@
  * grant credits (an absolute psn limit) in ACK aux.  A peer whose data sees no progress for
  * peer_timeout is reported by rank, with what was outstanding.
  *
- * Common path cost: no allocation, no clock_gettime, one backend burst per gx_net_poll turn. */
-#include <inttypes.h>
+ * Common path cost: no allocation (a peer's send ring is allocated on the first send to it), no
+ * clock_gettime (the TSC), one backend receive burst per poll and transmits batched into bursts. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
