@@ -897,7 +897,11 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 	return GX_OK;
 }
 
-static void send_due_acks(struct gx_net *n, bool idle, uint64_t now)
+/* Due: at once when asked (ACK_REQ, a hole, a duplicate, 16 packets since the last), else after
+ * ACK_DELAY_US of waiting for a DATA packet to ride on.  Senders that need an ACK to go on ask for
+ * it (ACK_REQ when their window or credit runs low), so a receiver that merely ran dry does not ACK
+ * at once: on backends where every frame costs a system call (udp, af_packet) that halves the ACKs. */
+static void send_due_acks(struct gx_net *n, uint64_t now)
 {
 	uint32_t keep = 0;
 
@@ -908,8 +912,7 @@ static void send_due_acks(struct gx_net *n, bool idle, uint64_t now)
 			p->ack_listed = 0;
 			continue;
 		}
-		if (p->ack_now || (idle && now - p->ack_since_tsc >= n->ack_delay / 4) ||
-		    now - p->ack_since_tsc >= n->ack_delay) {
+		if (p->ack_now || now - p->ack_since_tsc >= n->ack_delay) {
 			send_ack(n, peer, now);
 			p->ack_listed = 0;
 			continue;
@@ -1029,7 +1032,7 @@ int gx_net_poll(struct gx_net *n, gx_deliver_fn fn, void *arg)
 	if (k)
 		n->ops->rx_release(n->be, m, k);
 	if (n->nack)
-		send_due_acks(n, k == 0, now);
+		send_due_acks(n, now);
 	if (now - n->last_scan >= n->scan_period) {
 		gx_status_t s2 = scan(n, now);
 		if (st >= 0)
