@@ -6,12 +6,13 @@
  *    tree of gx_lanes_fold(); vector paths keep the same 16 lanes in registers;
  *  - no FMA: compress/meson.build compiles with -ffp-contract=off, and kernels never use fma intrinsics;
  *  - rounding is the default round-to-nearest-even of MXCSR; float -> int is truncation through
- *    int32; random numbers are 32-bit words of ARS-5 blocks (gx_ars_block; AES-NI in the vector
- *    kernels).
+ *    int32, except in the stochastic quantizer (round to nearest even, see gx_squant1); random
+ *    numbers are words of ARS-5 blocks (gx_ars_block; AES-NI in the vector kernels).
  */
 #ifndef GX_CODEC_INTERNAL_H
 #define GX_CODEC_INTERNAL_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -130,28 +131,44 @@ static inline float gx_bf16_to_f32(uint16_t h)
 
 /* Stochastic-quantizer parameters of one bucket. */
 struct gx_sq {
-	float f, r;               /* prescale (1 or 2^64) and 2^fb levels / (scale * f) */
-	uint32_t smax;            /* largest level L */
+	float f, r;               /* prescale (1 or 2^64) and levels per unit: L / (scale * f) */
+	uint32_t smax;            /* largest level L (< 2^15) */
 	uint32_t w;               /* bits per code: 2, 4 or 8 for the vector kernels */
-	uint32_t fb;              /* fraction bits of the fixed-point level: min(24, 31 - bitlen(L)) */
 	int offset_binary;        /* 0: code = sign << (w-1) | lvl (qsgd); 1: code = q + smax (fixed) */
 	uint32_t stream;          /* ARS stream of the bucket: its first element's index in the block */
+	uint8_t lut[16];          /* L <= 7: code of q at index q mod 16 (gx_sq_lut; for vector kernels) */
+	size_t pf;                /* bytes ahead to prefetch: the block's length, so the next block's norm
+	                           * pass finds its data in cache */
 	struct gx_ars ars;        /* round keys of the block's key */
 };
 
-/* One stochastic quantization (QSGD and fixed point share it), u = word j of the bucket's stream:
- * a = (v * f) * r is the level times 2^fb; t = trunc(a) clamped to [-L 2^fb, L 2^fb];
- * q = floor((t + (u mod 2^fb)) / 2^fb).  So q is floor(t / 2^fb) plus 1 with probability
- * frac(t / 2^fb): E[q] = t / 2^fb, within 2^-fb of a level of the exact value (toward zero).
- * Signed rounding, so the sign needs no separate step; q is in [-L, L], and t + u never overflows
- * ((L + 1) 2^fb <= 2^31).  Clamping a before the conversion equals clamping t after it, so a
- * vector path may convert first. */
+/* Fraction bits of the fixed-point level, and random bits per element: one ARS-5 block (128 bits)
+ * serves 8 elements. */
+#define GX_SQ_FB 16
+
+/* Random word of element j of a bucket from u = ARS block j / 8 of its stream: the low half of
+ * 32-bit word j mod 4 for j mod 8 < 4, the high half otherwise (so a vector of four consecutive
+ * elements takes one half of every word: one AND or one shift). */
+static inline uint32_t gx_sq_rand16(const uint32_t u[4], size_t j)
+{
+	return (u[j & 3] >> (16 * ((j >> 2) & 1))) & 0xffffu;
+}
+
+/* One stochastic quantization (QSGD and fixed point share it), u = the element's 16 random bits:
+ * y = (v * f) * r is the value in levels; t = rne(y 2^16) (round to nearest even, as MXCSR does)
+ * clamped to [-L 2^16, L 2^16]; q = floor((t + u) / 2^16) (arithmetic shift).  So q is
+ * floor(t / 2^16) plus 1 with probability frac(t / 2^16), exactly (u takes all 2^16 values equally
+ * often): E[q] = t / 2^16, within 2^-17 of a level of y (the rounding of t; ties to even).  Signed
+ * rounding, so the sign needs no separate step; q is in [-L, L]; t + u < (L + 1) 2^16 <= 2^31.
+ * y 2^16 is exact (a power-of-two scaling) and clamping before the conversion equals clamping q
+ * after it, so a vector path may convert first, or for L < 64 take t from the mantissa of
+ * y + 192 (whose ulp is 2^-16). */
 static inline int32_t gx_squant1(float v, const struct gx_sq *s, uint32_t u)
 {
-	float lim = (float)(int32_t)(s->smax << s->fb);
-	float a = v * s->f * s->r;
+	float lim = (float)(int32_t)(s->smax << GX_SQ_FB);
+	float a = v * s->f * s->r * 65536.0f;
 	a = a > lim ? lim : a < -lim ? -lim : a;
-	return ((int32_t)a + (int32_t)(u & ((1u << s->fb) - 1u))) >> s->fb;
+	return ((int32_t)lrintf(a) + (int32_t)u) >> GX_SQ_FB;
 }
 
 static inline uint32_t gx_sq_code(const struct gx_sq *s, int32_t q)
@@ -159,6 +176,15 @@ static inline uint32_t gx_sq_code(const struct gx_sq *s, int32_t q)
 	if (s->offset_binary)
 		return (uint32_t)(q + (int32_t)s->smax);
 	return q < 0 ? ((1u << (s->w - 1)) | (uint32_t)-q) : (uint32_t)q;
+}
+
+/* The code table of s->lut (unused entries 0). */
+static inline void gx_sq_lut(struct gx_sq *s)
+{
+	memset(s->lut, 0, sizeof(s->lut));
+	if (s->smax <= 7)
+		for (int32_t q = -(int32_t)s->smax; q <= (int32_t)s->smax; q++)
+			s->lut[q & 15] = (uint8_t)gx_sq_code(s, q);
 }
 
 static inline int32_t gx_sq_value(uint32_t code, uint32_t w, uint32_t smax, int offset_binary)
@@ -174,8 +200,10 @@ struct gx_kern {
 	const char *name;
 	/* max over i of (bits(x_i) & 0x7fffffff): >= GX_ABS_INF means a NaN or Inf is present */
 	uint32_t (*absmax)(const float *x, size_t n);
-	/* sum of x_i^2 (16 lanes + fold) */
-	float (*sumsq)(const float *x, size_t n);
+	/* ss[j] = sum of x_i^2 over bucket j = x[jB, min((j+1)B, n)) (16 lanes from the bucket's start
+	 * + fold), for every bucket: one call per block, so vector paths can overlap the buckets'
+	 * dependency chains */
+	void (*sumsq_buckets)(const float *x, size_t n, uint32_t B, float *ss);
 	/* sum of |x_i| (16 lanes + fold); returns absmax */
 	uint32_t (*sumabs)(const float *x, size_t n, float *sum);
 	/* min and max (meaningful only when the returned absmax is finite) */
@@ -194,7 +222,10 @@ struct gx_kern {
 	/* min-max uint8: code = min(rne((x - mn) * inv), 255); decode mn + code * step */
 	void (*enc_u8)(const float *x, size_t n, float mn, float inv, uint8_t *out);
 	void (*dec_u8)(const uint8_t *in, size_t n, float mn, float step, float *out, int acc);
-	/* stochastic quantizer, codes packed w bits each (w = 2, 4, 8), little-endian bit order */
+	/* stochastic quantizer (gx_squant1), codes packed w bits each (w = 2, 4, 8), little-endian bit
+	 * order.  Requires |v f r| < 64 when L < 64 (vector kernels read the level off a float's
+	 * mantissa): qsgd and fixed have r = L / (scale f) with scale >= max|v| (1 - 2^-22), so
+	 * |v f r| <= L + 2^-17 */
 	void (*enc_sq)(const float *x, size_t n, const struct gx_sq *s, uint8_t *out);
 	void (*dec_sq)(const uint8_t *in, size_t n, uint32_t w, uint32_t smax, int offset_binary,
 		       float step, float *out, int acc);

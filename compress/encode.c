@@ -60,16 +60,17 @@ static float scaled_norm(const float *x, size_t n, float amax)
 
 /* ---- dense encoders: one block ------------------------------------------------------------ */
 
+#define SQ_CHUNK 64   /* buckets whose sums of squares one kernel call computes */
+
 static gx_status_t enc_sq_block(struct gx_codec *c, const struct gx_kern *k, const struct gx_codec_ctx *ctx,
 				const float *x, uint32_t m, uint64_t off, uint8_t *body, size_t src_i0)
 {
 	uint32_t B = c->bucket, nb = (m + B - 1) / B;
 	uint8_t *codes = body + 4 * (size_t)nb;
-	uint32_t bitlen = 32u - (uint32_t)__builtin_clz(c->levels);
-	struct gx_sq s = {
-		.smax = c->levels, .w = c->bits, .offset_binary = c->id == GX_CODEC_FIXED,
-		.fb = bitlen > 7 ? 31u - bitlen : 24u,
-	};
+	struct gx_sq s = { .smax = c->levels, .w = c->bits, .offset_binary = c->id == GX_CODEC_FIXED,
+			   .pf = (size_t)m * sizeof(float) };
+	float ssv[SQ_CHUNK];
+	gx_sq_lut(&s);
 	gx_ars_init(&s.ars, block_key(ctx, ctx->rank, off));
 
 	for (uint32_t j = 0; j < nb; j++) {
@@ -77,8 +78,13 @@ static gx_status_t enc_sq_block(struct gx_codec *c, const struct gx_kern *k, con
 		uint32_t mb = j + 1 < nb ? B : m - j * B;
 		float scale, ss = 0.0f, amax = 0.0f;
 		uint32_t am = 1;     /* nonzero: not an all-zero bucket */
-		if (c->id == GX_CODEC_QSGD)
-			ss = k->sumsq(xb, mb);
+		if (c->id == GX_CODEC_QSGD) {
+			if (j % SQ_CHUNK == 0) {
+				uint32_t cnt = nb - j < SQ_CHUNK ? nb - j : SQ_CHUNK;
+				k->sumsq_buckets(xb, j + cnt < nb ? (size_t)cnt * B : m - (size_t)j * B, B, ssv);
+			}
+			ss = ssv[j % SQ_CHUNK];
+		}
 		/* a sum of squares in [2^-100, 2^100] puts max|v| in [2^-55, 2^50]: every value finite,
 		 * no rescaled norm, no prescale, so the max pass is skipped (the bits are those it
 		 * would give) */
@@ -106,8 +112,8 @@ static gx_status_t enc_sq_block(struct gx_codec *c, const struct gx_kern *k, con
 					"overflows float: gradients this large mean the run diverged", c->name,
 					(unsigned long long)(off + (uint64_t)j * B));
 		s.f = !plain && amax < TWO_M60 ? TWO_P64 : 1.0f;
-		/* levels per unit times 2^fb: exact power-of-two scaling, far from overflow (< 2^116) */
-		s.r = am ? ldexpf((float)c->levels / (scale * s.f), (int)s.fb) : 0.0f;
+		/* levels per unit (< 2^92: far from overflow, also times 2^16) */
+		s.r = am ? (float)c->levels / (scale * s.f) : 0.0f;
 		s.stream = j * B;
 		gx_stf(body + 4 * (size_t)j, scale);
 		if (c->bits == 2 || c->bits == 4 || c->bits == 8)

@@ -40,20 +40,48 @@ T2 static uint32_t v_absmax(const float *x, size_t n)
 	return m;
 }
 
-T2 static float v_sumsq(const float *x, size_t n)
+/* Two buckets at a time: four independent add chains (the add latency, not the loads, bounds one
+ * bucket alone); each bucket keeps its own 16 lanes. */
+T2 static void v_sumsq_buckets(const float *x, size_t n, uint32_t B, float *ss)
 {
-	__m256 a0 = _mm256_setzero_ps(), a1 = a0;
-	float acc[GX_LANES];
-	size_t i = 0;
-	for (; i + 16 <= n; i += 16) {
-		__m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
-		a0 = _mm256_add_ps(a0, _mm256_mul_ps(v0, v0));
-		a1 = _mm256_add_ps(a1, _mm256_mul_ps(v1, v1));
+	size_t j = 0;
+	for (; (j + 2) * B <= n; j += 2) {
+		const float *p = x + j * B, *q = p + B;
+		__m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+		float acc[GX_LANES], bcc[GX_LANES];
+		size_t i = 0;
+		for (; i + 16 <= B; i += 16) {
+			__m256 v0 = _mm256_loadu_ps(p + i), v1 = _mm256_loadu_ps(p + i + 8);
+			__m256 w0 = _mm256_loadu_ps(q + i), w1 = _mm256_loadu_ps(q + i + 8);
+			a0 = _mm256_add_ps(a0, _mm256_mul_ps(v0, v0));
+			a1 = _mm256_add_ps(a1, _mm256_mul_ps(v1, v1));
+			b0 = _mm256_add_ps(b0, _mm256_mul_ps(w0, w0));
+			b1 = _mm256_add_ps(b1, _mm256_mul_ps(w1, w1));
+		}
+		_mm256_storeu_ps(acc, a0);
+		_mm256_storeu_ps(acc + 8, a1);
+		_mm256_storeu_ps(bcc, b0);
+		_mm256_storeu_ps(bcc + 8, b1);
+		gx_lanes_sumsq(p + i, B - i, acc);
+		gx_lanes_sumsq(q + i, B - i, bcc);
+		ss[j] = gx_lanes_fold(acc);
+		ss[j + 1] = gx_lanes_fold(bcc);
 	}
-	_mm256_storeu_ps(acc, a0);
-	_mm256_storeu_ps(acc + 8, a1);
-	gx_lanes_sumsq(x + i, n - i, acc);
-	return gx_lanes_fold(acc);
+	for (; j * B < n; j++) {
+		const float *p = x + j * B;
+		size_t m = n - j * B < B ? n - j * B : B, i = 0;
+		__m256 a0 = _mm256_setzero_ps(), a1 = a0;
+		float acc[GX_LANES];
+		for (; i + 16 <= m; i += 16) {
+			__m256 v0 = _mm256_loadu_ps(p + i), v1 = _mm256_loadu_ps(p + i + 8);
+			a0 = _mm256_add_ps(a0, _mm256_mul_ps(v0, v0));
+			a1 = _mm256_add_ps(a1, _mm256_mul_ps(v1, v1));
+		}
+		_mm256_storeu_ps(acc, a0);
+		_mm256_storeu_ps(acc + 8, a1);
+		gx_lanes_sumsq(p + i, m - i, acc);
+		ss[j] = gx_lanes_fold(acc);
+	}
 }
 
 T2 static uint32_t v_sumabs(const float *x, size_t n, float *sum)
@@ -329,70 +357,92 @@ T2 static inline __m128i ars5(__m128i c, const __m128i *rk)
 	return _mm_aesenclast_si128(x, rk[GX_ARS_ROUNDS]);
 }
 
-/* vpshufb masks: byte 3 of each dword of a lane to bytes 4j..4j+3 of that lane, zeros elsewhere */
-static const int8_t sq_sel[4][32] __attribute__((aligned(32))) = {
-	{ 3, 7, 11, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-	  3, 7, 11, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 },
-	{ -1, -1, -1, -1, 3, 7, 11, 15, -1, -1, -1, -1, -1, -1, -1, -1,
-	  -1, -1, -1, -1, 3, 7, 11, 15, -1, -1, -1, -1, -1, -1, -1, -1 },
-	{ -1, -1, -1, -1, -1, -1, -1, -1, 3, 7, 11, 15, -1, -1, -1, -1,
-	  -1, -1, -1, -1, -1, -1, -1, -1, 3, 7, 11, 15, -1, -1, -1, -1 },
-	{ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 3, 7, 11, 15,
-	  -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 3, 7, 11, 15 },
-};
-
-/* gx_squant1 for 32 elements x[0..32), random words from ARS blocks ctr..ctr+7; codes stored at out.
- * Element order is kept without a lane-crossing shuffle: vector j holds elements 4j..4j+3 (low
- * lane) and 16+4j..16+4j+3 (high lane), whose random words are ARS blocks j and 4+j; with 24
- * fraction bits, q is byte 3 of t + u, and one vpshufb per vector drops it at bytes 4j.. of its
- * lane, so the OR of the four is the 32 levels in order.  w, ob and scaled are constants at
- * each call site, so every variant compiles to its own branch-free loop. */
-T2 static inline __attribute__((always_inline)) void sq32(const float *x, uint8_t *out, __m128i *ctr,
-							   const __m128i *rk, __m256 vf, __m256 vr, uint32_t L,
-							   const uint32_t w, const int ob, const int scaled)
+/* ARS blocks ctr..ctr+3 (four independent AES chains), ctr advanced by 4 */
+T2 static inline __attribute__((always_inline)) void ars4(__m128i *ctr, const __m128i *rk, __m128i b[4])
 {
 	const __m128i one = _mm_setr_epi32(1, 0, 0, 0);
-	const __m256i frac = _mm256_set1_epi32(0xffffff), zero = _mm256_setzero_si256();
-	__m128i b[8];
-	for (int j = 0; j < 8; j++) {
+	for (int j = 0; j < 4; j++) {
 		b[j] = ars5(*ctr, rk);
 		*ctr = _mm_add_epi32(*ctr, one);
 	}
-	__m256i q = zero;
-	for (int j = 0; j < 4; j++) {
-		__m256 v = _mm256_loadu2_m128(x + 16 + 4 * j, x + 4 * j);
-		if (scaled)
-			v = _mm256_mul_ps(v, vf);
-		__m256i t = _mm256_cvttps_epi32(_mm256_mul_ps(v, vr));
-		if (w == 8)    /* L = 127: t + u must not pass 2^31 (smaller L cannot get near it) */
-			t = _mm256_min_epi32(t, _mm256_set1_epi32((int)(L << 24)));
-		t = _mm256_add_epi32(t, _mm256_and_si256(_mm256_set_m128i(b[4 + j], b[j]), frac));
-		q = _mm256_or_si256(q, _mm256_shuffle_epi8(t, _mm256_load_si256((const __m256i *)sq_sel[j])));
+}
+
+/* vpshufb masks: byte 2 of each dword to bytes 4k..4k+3, zeros elsewhere */
+static const int8_t sq_sel[4][16] __attribute__((aligned(16))) = {
+	{ 2, 6, 10, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 },
+	{ -1, -1, -1, -1, 2, 6, 10, 14, -1, -1, -1, -1, -1, -1, -1, -1 },
+	{ -1, -1, -1, -1, -1, -1, -1, -1, 2, 6, 10, 14, -1, -1, -1, -1 },
+	{ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 6, 10, 14 },
+};
+
+/* gx_squant1 for 32 elements x[0..32), random bits from the group's four ARS blocks b; codes stored
+ * at out.  128-bit vectors: the AES blocks are 128-bit anyway, four consecutive elements take one
+ * half of every word of one block (an AND or a shift), and on CPUs that split 256-bit operations
+ * (AMD Zen 1) this needs a third fewer micro-ops than 256-bit code with its lane inserts and
+ * crossing.  With 16 fraction bits q is byte 2 of t + u; one vpshufb per vector drops it in
+ * place, so the OR of four vectors is 16 levels in order.  For L < 64 (w = 2, 4) t comes from the
+ * mantissa of y + 192 (one add instead of cvtps2dq: the same round to nearest even, cheaper on
+ * some CPUs); that byte is q + 64, and a 16-byte table indexed by its low nibble (q mod 16) gives
+ * the code.  This needs |y| < 64 (see enc_sq in codec_internal.h).  w, ob and scaled are constants at each call site: each variant is its own
+ * branch-free loop. */
+T2 static inline __attribute__((always_inline)) void sq32(const float *x, uint8_t *out, const __m128i *b,
+							   __m128 vf, __m128 vr, __m128i lut, uint32_t L,
+							   const uint32_t w, const int ob, const int scaled)
+{
+	const __m128i zero = _mm_setzero_si128();
+	__m128i q[2];
+	for (int h = 0; h < 2; h++) {
+		__m128i acc = zero;
+		for (int k = 0; k < 4; k++) {   /* elements 16h + 4k..: block 2h + k/2, half k & 1 */
+			__m128i r = b[2 * h + k / 2];
+			__m128i u = k & 1 ? _mm_srli_epi32(r, 16) : _mm_and_si128(r, _mm_set1_epi32(0xffff));
+			__m128 v = _mm_loadu_ps(x + 16 * h + 4 * k);
+			if (scaled)
+				v = _mm_mul_ps(v, vf);
+			__m128 y = _mm_mul_ps(v, vr);
+			__m128i t;
+			if (w == 8) {   /* L <= 127: clamp here, q = +-128 would not fit a byte */
+				t = _mm_cvtps_epi32(_mm_mul_ps(y, _mm_set1_ps(65536.0f)));
+				t = _mm_min_epi32(t, _mm_set1_epi32((int)(L << GX_SQ_FB)));
+				t = _mm_max_epi32(t, _mm_set1_epi32(-(int)(L << GX_SQ_FB)));
+			} else {
+				t = _mm_castps_si128(_mm_add_ps(y, _mm_set1_ps(192.0f)));
+			}
+			t = _mm_add_epi32(t, u);
+			acc = _mm_or_si128(acc, _mm_shuffle_epi8(t, _mm_load_si128((const __m128i *)sq_sel[k])));
+		}
+		q[h] = acc;
 	}
-	/* clamping q to [-L, L] here equals clamping t to [-L 2^24, L 2^24] before the add */
-	q = _mm256_max_epi8(_mm256_min_epi8(q, _mm256_set1_epi8((char)L)), _mm256_set1_epi8((char)-(int)L));
-	__m256i c;
-	if (ob)
-		c = _mm256_add_epi8(q, _mm256_set1_epi8((char)L));
-	else
-		c = _mm256_or_si256(_mm256_abs_epi8(q), _mm256_and_si256(_mm256_cmpgt_epi8(zero, q),
-									  _mm256_set1_epi8((char)(1u << (w - 1)))));
 	if (w == 8) {
-		_mm256_storeu_si256((__m256i *)out, c);
-	} else if (w == 4) {
-		__m256i nib = _mm256_or_si256(_mm256_and_si256(c, _mm256_set1_epi16(0x0f)),
-					      _mm256_and_si256(_mm256_srli_epi16(c, 4), _mm256_set1_epi16(0xf0)));
-		__m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi16(nib, nib), 0x08);
-		_mm_storeu_si128((__m128i *)out, _mm256_castsi256_si128(p));
+		for (int h = 0; h < 2; h++) {
+			__m128i v = q[h], c;
+			if (ob)
+				c = _mm_add_epi8(v, _mm_set1_epi8((char)L));
+			else
+				c = _mm_or_si128(_mm_abs_epi8(v),
+						 _mm_and_si128(_mm_cmpgt_epi8(zero, v), _mm_set1_epi8((char)0x80)));
+			_mm_storeu_si128((__m128i *)(out + 16 * h), c);
+		}
+		return;
+	}
+	/* clamping q to [-L, L] here equals clamping t to [-L 2^16, L 2^16] before the add */
+	__m128i c[2];
+	for (int h = 0; h < 2; h++) {
+		__m128i v = _mm_max_epu8(_mm_min_epu8(q[h], _mm_set1_epi8((char)(64 + L))), _mm_set1_epi8((char)(64 - L)));
+		c[h] = _mm_shuffle_epi8(lut, v);   /* bytes < 128: vpshufb indexes by the low nibble */
+	}
+	if (w == 4) {
+		__m128i p0 = _mm_maddubs_epi16(c[0], _mm_set1_epi16(0x1001));   /* c_2i + 16 c_2i+1 */
+		__m128i p1 = _mm_maddubs_epi16(c[1], _mm_set1_epi16(0x1001));
+		_mm_storeu_si128((__m128i *)out, _mm_packus_epi16(p0, p1));
 	} else {
-		__m256i d = _mm256_or_si256(
-			_mm256_or_si256(_mm256_and_si256(c, _mm256_set1_epi32(0x3)),
-					_mm256_and_si256(_mm256_srli_epi32(c, 6), _mm256_set1_epi32(0xc))),
-			_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(c, 12), _mm256_set1_epi32(0x30)),
-					_mm256_and_si256(_mm256_srli_epi32(c, 18), _mm256_set1_epi32(0xc0))));
-		__m256i p = _mm256_packus_epi16(_mm256_packus_epi32(d, d), zero);
-		p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
-		_mm_storel_epi64((__m128i *)out, _mm256_castsi256_si128(p));
+		__m128i d[2];
+		for (int h = 0; h < 2; h++) {   /* c_4i + 4 c_4i+1 + 16 c_4i+2 + 64 c_4i+3 */
+			__m128i p = _mm_maddubs_epi16(c[h], _mm_set1_epi16(0x0401));
+			d[h] = _mm_madd_epi16(p, _mm_set1_epi32(0x00100001));
+		}
+		__m128i p = _mm_packus_epi16(_mm_packus_epi32(d[0], d[1]), zero);
+		_mm_storel_epi64((__m128i *)out, p);
 	}
 }
 
@@ -407,20 +457,31 @@ T2 static inline __attribute__((always_inline)) void sq_bucket(const float *x, s
 	for (int r = 0; r <= GX_ARS_ROUNDS; r++)
 		rk[r] = _mm_set_epi64x((long long)s->ars.rk[r][1], (long long)s->ars.rk[r][0]);
 	__m128i ctr = _mm_setr_epi32(0, (int)s->stream, 0, 0);
-	__m256 vf = _mm256_set1_ps(s->f), vr = _mm256_set1_ps(s->r);
+	__m128 vf = _mm_set1_ps(s->f), vr = _mm_set1_ps(s->r);
+	__m128i lut = _mm_loadu_si128((const __m128i *)s->lut);
+	uint32_t L = s->smax;
 	size_t i = 0;
+	__m128i b[4];
+	ars4(&ctr, rk, b);
 	for (; i + 32 <= n; i += 32) {
-		/* compute-bound here, the norm pass of the next bucket memory-bound: fetch 2 KiB ahead
-		 * now so that pass finds its data in cache (a prefetch never faults) */
-		_mm_prefetch((const char *)((uintptr_t)(x + i) + 2048), _MM_HINT_T0);
-		_mm_prefetch((const char *)((uintptr_t)(x + i) + 2112), _MM_HINT_T0);
-		sq32(x + i, out + i * w / 8, &ctr, rk, vf, vr, s->smax, w, ob, scaled);
+		/* compute-bound here, the norm pass of the next block memory-bound: fetch its data
+		 * now so that pass finds it in cache (a prefetch never faults) */
+		_mm_prefetch((const char *)((uintptr_t)(x + i) + s->pf), _MM_HINT_T0);
+		_mm_prefetch((const char *)((uintptr_t)(x + i) + s->pf + 64), _MM_HINT_T0);
+		/* the next group's blocks now: their AES chains (latency 4 per round) overlap this
+		 * group's work instead of delaying it */
+		__m128i nb[4] = { b[0], b[1], b[2], b[3] };
+		if (i + 32 < n)
+			ars4(&ctr, rk, nb);
+		sq32(x + i, out + i * w / 8, b, vf, vr, lut, L, w, ob, scaled);
+		for (int j = 0; j < 4; j++)
+			b[j] = nb[j];
 	}
 	if (i < n) {
 		float pad[32] = { 0 };
 		uint8_t pout[32];
 		memcpy(pad, x + i, (n - i) * sizeof(float));
-		sq32(pad, pout, &ctr, rk, vf, vr, s->smax, w, ob, scaled);
+		sq32(pad, pout, b, vf, vr, lut, L, w, ob, scaled);
 		size_t nbits = (n - i) * w, nbytes = (nbits + 7) / 8;
 		if (nbits & 7)
 			pout[nbytes - 1] &= (uint8_t)((1u << (nbits & 7)) - 1u);
@@ -431,10 +492,7 @@ T2 static inline __attribute__((always_inline)) void sq_bucket(const float *x, s
 T2 void gx_avx2_enc_sq(const float *x, size_t n, const struct gx_sq *s, uint8_t *out)
 {
 	int ob = s->offset_binary, scaled = s->f != 1.0f;   /* v * 1 == v: skip that multiply */
-	if (s->fb != 24) {   /* only L > 127 has fewer fraction bits, and it has no vector kernel */
-		gx_sq_encode_generic(x, 0, n, s, out);
-		return;
-	}
+	/* w = 2, 4: L <= 7; w = 8: L <= 127 (what the byte-wide levels of sq32 need) */
 #define SQ_CASE(W)                                                                  \
 	if (s->w == (W)) {                                                           \
 		if (ob)                                                              \
@@ -596,7 +654,7 @@ T2 size_t gx_avx2_randk_pick(const struct gx_ars *a, uint32_t m, uint32_t *i, ui
 const struct gx_kern gx_kern_avx2 = {
 	.name = "avx2",
 	.absmax = v_absmax,
-	.sumsq = v_sumsq,
+	.sumsq_buckets = v_sumsq_buckets,
 	.sumabs = v_sumabs,
 	.minmax = v_minmax,
 	.enc_f32 = v_enc_f32,

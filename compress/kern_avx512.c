@@ -44,18 +44,40 @@ T5 static uint32_t z_absmax(const float *x, size_t n)
 	return am;
 }
 
-T5 static float z_sumsq(const float *x, size_t n)
+/* Two buckets at a time (two independent add chains); each bucket's 16 lanes are one zmm. */
+T5 static void z_sumsq_buckets(const float *x, size_t n, uint32_t B, float *ss)
 {
-	__m512 a = _mm512_setzero_ps();
-	float acc[GX_LANES];
-	size_t i = 0;
-	for (; i + 16 <= n; i += 16) {
-		__m512 v = _mm512_loadu_ps(x + i);
-		a = _mm512_add_ps(a, _mm512_mul_ps(v, v));
+	size_t j = 0;
+	for (; (j + 2) * B <= n; j += 2) {
+		const float *p = x + j * B, *q = p + B;
+		__m512 a = _mm512_setzero_ps(), b = a;
+		float acc[GX_LANES], bcc[GX_LANES];
+		size_t i = 0;
+		for (; i + 16 <= B; i += 16) {
+			__m512 v = _mm512_loadu_ps(p + i), w = _mm512_loadu_ps(q + i);
+			a = _mm512_add_ps(a, _mm512_mul_ps(v, v));
+			b = _mm512_add_ps(b, _mm512_mul_ps(w, w));
+		}
+		_mm512_storeu_ps(acc, a);
+		_mm512_storeu_ps(bcc, b);
+		gx_lanes_sumsq(p + i, B - i, acc);
+		gx_lanes_sumsq(q + i, B - i, bcc);
+		ss[j] = gx_lanes_fold(acc);
+		ss[j + 1] = gx_lanes_fold(bcc);
 	}
-	_mm512_storeu_ps(acc, a);
-	gx_lanes_sumsq(x + i, n - i, acc);
-	return gx_lanes_fold(acc);
+	for (; j * B < n; j++) {
+		const float *p = x + j * B;
+		size_t m = n - j * B < B ? n - j * B : B, i = 0;
+		__m512 a = _mm512_setzero_ps();
+		float acc[GX_LANES];
+		for (; i + 16 <= m; i += 16) {
+			__m512 v = _mm512_loadu_ps(p + i);
+			a = _mm512_add_ps(a, _mm512_mul_ps(v, v));
+		}
+		_mm512_storeu_ps(acc, a);
+		gx_lanes_sumsq(p + i, m - i, acc);
+		ss[j] = gx_lanes_fold(acc);
+	}
 }
 
 T5 static uint32_t z_sumabs(const float *x, size_t n, float *sum)
@@ -232,7 +254,7 @@ T5 static size_t z_scan_ge(const float *x, size_t n, uint32_t t, uint32_t *idx, 
 const struct gx_kern gx_kern_avx512 = {
 	.name = "avx512",
 	.absmax = z_absmax,
-	.sumsq = z_sumsq,
+	.sumsq_buckets = z_sumsq_buckets,
 	.sumabs = z_sumabs,
 	.minmax = z_minmax,
 	.enc_f32 = z_enc_f32,

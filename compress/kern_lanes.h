@@ -15,6 +15,16 @@ static inline void gx_lanes_sumsq(const float *x, size_t n, float acc[GX_LANES])
 		acc[i & 15] += x[i] * x[i];
 }
 
+/* ss[j] = folded 16-lane sum of squares of bucket j = x[jB, min((j+1)B, n)), for every bucket. */
+static inline void gx_lanes_sumsq_buckets(const float *x, size_t n, uint32_t B, float *ss)
+{
+	for (size_t j = 0; j * B < n; j++) {
+		float acc[GX_LANES] = { 0 };
+		gx_lanes_sumsq(x + j * B, n - j * B < B ? n - j * B : B, acc);
+		ss[j] = gx_lanes_fold(acc);
+	}
+}
+
 static inline uint32_t gx_lanes_sumabs(const float *x, size_t n, float acc[GX_LANES])
 {
 	uint32_t m = 0;
@@ -35,15 +45,15 @@ static inline uint8_t gx_u8_code(float x, float mn, float inv)
 }
 
 /* Stochastic quantizer, elements [j0, n) of a bucket (j0 a multiple of 8), any w in [2, 16]: element
- * j's code at bits [j*w, (j+1)*w) of out, its random word is word j mod 4 of ARS block j / 4. */
+ * j's code at bits [j*w, (j+1)*w) of out, its random bits gx_sq_rand16 of ARS block j / 8. */
 static inline void gx_sq_encode_generic(const float *x, size_t j0, size_t n, const struct gx_sq *s, uint8_t *out)
 {
 	uint32_t u[4];
 	memset(out + j0 * s->w / 8, 0, (n * s->w + 7) / 8 - j0 * s->w / 8);
 	for (size_t j = j0; j < n; j++) {
-		if (j == j0 || !(j & 3))
-			gx_ars_block(&s->ars, (uint32_t)(j >> 2), s->stream, u);
-		uint32_t code = gx_sq_code(s, gx_squant1(x[j], s, u[j & 3]));
+		if (j == j0 || !(j & 7))
+			gx_ars_block(&s->ars, (uint32_t)(j >> 3), s->stream, u);
+		uint32_t code = gx_sq_code(s, gx_squant1(x[j], s, gx_sq_rand16(u, j)));
 		size_t bit = j * s->w;
 		uint32_t v = code << (bit & 7);
 		for (size_t b = bit >> 3; v; b++, v >>= 8)

@@ -13,11 +13,9 @@ static uint32_t s_absmax(const float *x, size_t n)
 	return m;
 }
 
-static float s_sumsq(const float *x, size_t n)
+static void s_sumsq_buckets(const float *x, size_t n, uint32_t B, float *ss)
 {
-	float acc[GX_LANES] = { 0 };
-	gx_lanes_sumsq(x, n, acc);
-	return gx_lanes_fold(acc);
+	gx_lanes_sumsq_buckets(x, n, B, ss);
 }
 
 static uint32_t s_sumabs(const float *x, size_t n, float *sum)
@@ -192,7 +190,7 @@ static size_t s_randk_pick(const struct gx_ars *a, uint32_t m, uint32_t *i, uint
 const struct gx_kern gx_kern_scalar = {
 	.name = "scalar",
 	.absmax = s_absmax,
-	.sumsq = s_sumsq,
+	.sumsq_buckets = s_sumsq_buckets,
 	.sumabs = s_sumabs,
 	.minmax = s_minmax,
 	.enc_f32 = s_enc_f32,

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec_internal.h"   /* the stochastic rounding rule (gx_squant1), checked exhaustively */
 #include "gx_codec.h"
 #include "gx_rng.h"
 #include "gx_test.h"
@@ -551,7 +552,9 @@ static void test_randk(void)
 /* ---- statistics (fixed seeds) ------------------------------------------------------------ */
 
 /* R draws of one bucket/block of d elements; per-coordinate mean within 5 standard errors, and the
- * mean squared error within 10 % of its exact expectation. */
+ * mean squared error within 10 % of its exact expectation.  The quantizers' bias (at most
+ * min(p, 1 - p, 2^-17) of a level for a fractional part p, test_sq_rounding) stays below that:
+ * 5 sqrt(p (1 - p) / R) exceeds p for p < 12.5 / R, and exceeds 2^-17 beyond, for R <= 3000. */
 static void stat_check(const char *spec, size_t d, uint32_t R, double (*var_i)(const float *v, size_t d, size_t i),
 		       double bound_rel)
 {
@@ -712,6 +715,153 @@ static void test_ef(void)
 	ef_run("int8", 3001, 100, 0);
 	ef_run("qsgd:bits=4,bucket=512", 3001, 100, 0);
 	ef_run("fixed:bits=2", 3001, 100, 0);
+}
+
+/* ---- the stochastic rounding rule -------------------------------------------------------- */
+
+/* gx_squant1 over all 2^16 random values of an element: E[q] = rne(y 2^16) / 2^16 exactly (y the
+ * value in levels, clamped to [-L, L]), so |E[q] - y| <= 2^-17 of a level, the bound
+ * docs/compress.md states; q takes only floor and floor + 1 of that, inside [-L, L]. */
+static void test_sq_rounding(void)
+{
+	const float ys[] = {
+		0.0f, -0.0f, 0.3f, -0.3f, 1.0f, -1.0f, 2.5f, -6.999f, 7.0f, -7.0f, 7.0000005f, -7.0000005f,
+		1.0f + 0x1p-17f,            /* tie at 2^-17: to even (down) */
+		1.0f + 3 * 0x1p-17f,        /* tie: to even (up) */
+		-(2.0f + 0x1p-17f), 3.0f + 0x1p-16f, 0x1p-17f, 0x1p-18f, 0x1p-20f, 0x1p-140f, 5.99999f,
+		0.999999f, 126.9999f, -127.5f, 100.25f + 0x1p-17f,
+	};
+	const uint32_t Ls[] = { 1, 7, 127, 32767 };
+	size_t checked = 0;
+	for (size_t l = 0; l < sizeof(Ls) / sizeof(Ls[0]); l++) {
+		struct gx_sq s = { .f = 1.0f, .r = 1.0f, .smax = Ls[l] };
+		double L = Ls[l];
+		for (size_t k = 0; k < sizeof(ys) / sizeof(ys[0]); k++) {
+			double y = fmin(fmax((double)ys[k], -L), L);
+			double expect = rint(y * 65536.0) / 65536.0;   /* rint: round to nearest even */
+			int64_t sum = 0;
+			int32_t lo = INT32_MAX, hi = INT32_MIN;
+			for (uint32_t u = 0; u < 65536; u++) {
+				int32_t q = gx_squant1(ys[k], &s, u);
+				sum += q;
+				lo = q < lo ? q : lo;
+				hi = q > hi ? q : hi;
+			}
+			double mean = (double)sum / 65536.0;
+			CU_ASSERT(mean == expect);
+			CU_ASSERT(fabs(mean - y) <= 0x1p-17);
+			CU_ASSERT(lo == (int32_t)floor(expect) && hi <= lo + 1 && (hi == lo) == (expect == floor(expect)));
+			CU_ASSERT(lo >= -(int32_t)Ls[l] && hi <= (int32_t)Ls[l]);
+			if (mean != expect || fabs(mean - y) > 0x1p-17)
+				fprintf(stderr, "L=%u y=%.9g: E[q] %.12g, expected %.12g\n", Ls[l], (double)ys[k], mean,
+					expect);
+			checked++;
+		}
+	}
+	/* the random bits of elements 0..7: the eight 16-bit halves of ARS block 0, each once */
+	struct gx_ars a;
+	gx_ars_init(&a, 12345);
+	uint32_t u[4], got[8], want[8];
+	gx_ars_block(&a, 0, 0, u);
+	for (size_t j = 0; j < 8; j++) {
+		got[j] = gx_sq_rand16(u, j);
+		want[j] = (u[j / 2] >> (16 * (j & 1))) & 0xffffu;
+	}
+	for (size_t j = 0; j < 8; j++) {
+		size_t same = 0;
+		for (size_t h = 0; h < 8; h++)
+			same += (got[h] == want[j]) - (want[h] == want[j]);
+		CU_ASSERT(same == 0);
+	}
+	CU_ASSERT(checked == 4 * sizeof(ys) / sizeof(ys[0]));
+}
+
+/* Buckets that reach every branch of the quantizers' vector kernels: one non-zero element (y = +-L),
+ * all equal, tiny (prescaled by 2^64), subnormal, huge (rescaled norm), exact rounding
+ * ties (fixed with max 7: y = v), exact levels and signed zeros, a partial last bucket. */
+static void test_sq_edges_identical(void)
+{
+	static const char *specs[] = {
+		"qsgd:bits=4,bucket=64", "qsgd:bits=2,bucket=64", "qsgd:bits=8,bucket=64", "qsgd:s=5,bucket=64",
+		"qsgd:bits=5,bucket=64", "fixed:bits=2,bucket=64", "fixed:bits=4,bucket=64", "fixed:bits=8,bucket=64",
+	};
+	size_t n = 9 * 64 + 13, compared = 0;
+	float *x = malloc(n * sizeof(float)), *ya = malloc(n * 4), *yb = malloc(n * 4);
+	fill(x, n, 31);
+	for (size_t i = 0; i < 64; i++) {
+		x[i] = i == 17 ? -3.0f : 0.0f;
+		x[64 + i] = 0.125f;
+		x[128 + i] = 1e-30f * (float)((int)(i % 9) - 4);
+		x[192 + i] = 1e-41f * (float)((int)(i % 5) - 2);
+		x[256 + i] = 1e30f * (float)((int)(i % 7) - 3);
+		x[320 + i] = i == 0 ? 7.0f : (float)((int)(i % 13) - 6) + (i & 1 ? 0x1p-17f : 3 * 0x1p-17f);
+		x[384 + i] = i & 1 ? -0.0f : (float)((int)(i % 15) - 7);
+	}
+	enum gx_simd before = gx_simd_active();
+	static const enum gx_simd paths[] = { GX_SIMD_AVX2, GX_SIMD_AVX512 };
+	for (size_t p = 0; p < 2; p++) {
+		if (!gx_simd_supported(paths[p]))
+			continue;   /* test_simd_identical names the paths this CPU lacks */
+		for (size_t sp = 0; sp < sizeof(specs) / sizeof(specs[0]); sp++) {
+			struct gx_codec *c = mk(specs[sp]);
+			size_t cap, la, lb;
+			uint8_t *ea = enc_alloc(c, n, 1432, &cap), *eb = malloc(cap + 64);
+			for (uint64_t step = 0; step < 4; step++) {
+				struct gx_codec_ctx ctx = { .seed = 5, .step = step, .rank = 0 };
+				CU_ASSERT_FATAL(gx_simd_set(GX_SIMD_SCALAR) == GX_OK);
+				CU_ASSERT_FATAL(gx_codec_encode(c, &ctx, x, n, 0, 1432, ea, cap, &la) == GX_OK);
+				CU_ASSERT_FATAL(gx_codec_decode_all(c, ea, la, ya, n, 0) == GX_OK);
+				CU_ASSERT_FATAL(gx_simd_set(paths[p]) == GX_OK);
+				CU_ASSERT_FATAL(gx_codec_encode(c, &ctx, x, n, 0, 1432, eb, cap, &lb) == GX_OK);
+				CU_ASSERT_FATAL(gx_codec_decode_all(c, eb, lb, yb, n, 0) == GX_OK);
+				CU_ASSERT(la == lb && memcmp(ea, eb, la) == 0 && memcmp(ya, yb, n * 4) == 0);
+				if (la != lb || memcmp(ea, eb, la))
+					fprintf(stderr, "%s step %llu: %s encoding differs from scalar\n", specs[sp],
+						(unsigned long long)step, gx_simd_name(paths[p]));
+				/* the single element of bucket 0 is its own norm: exact, whatever the draw */
+				if (!strncmp(specs[sp], "qsgd", 4))
+					CU_ASSERT(ya[17] == -3.0f && ya[16] == 0.0f);
+				compared++;
+			}
+			free(ea);
+			free(eb);
+			gx_codec_destroy(c);
+		}
+	}
+	/* the kernels' contract directly (gx_squant1 for |v f r| < 64): values up to 1.3 L, beyond the
+	 * levels, where only the clamp keeps q in [-L, L], prescaled or not, both code kinds */
+	for (size_t p = 0; p < 2; p++) {
+		if (!gx_simd_supported(paths[p]))
+			continue;
+		for (uint32_t w = 2; w <= 8; w *= 2)
+			for (int ob = 0; ob < 2; ob++)
+				for (int scaled = 0; scaled < 2; scaled++) {
+					struct gx_sq sq = { .f = scaled ? 0x1p64f : 1.0f, .smax = w == 8 ? 127 : w == 4 ? 7 : 1,
+							    .w = w, .offset_binary = ob, .stream = 64, .pf = 400 };
+					sq.r = (float)sq.smax / (scaled ? 0x1p4f : 2.0f);
+					gx_sq_lut(&sq);
+					gx_ars_init(&sq.ars, 77 + w);
+					float v[100];
+					uint8_t oa[100], ob_[100];
+					for (size_t i = 0; i < 100; i++)   /* v f r in [-1.3 L, 1.3 L] */
+						v[i] = ((float)((int)i - 50) / 50.0f * 2.6f + (i % 3 ? 0x1p-19f : 0.0f)) *
+						       (scaled ? 0x1p-61f : 1.0f);
+					CU_ASSERT_FATAL(gx_simd_set(GX_SIMD_SCALAR) == GX_OK);
+					gx_kern()->enc_sq(v, 100, &sq, oa);
+					CU_ASSERT_FATAL(gx_simd_set(paths[p]) == GX_OK);
+					gx_kern()->enc_sq(v, 100, &sq, ob_);
+					CU_ASSERT(memcmp(oa, ob_, 100 * w / 8) == 0);
+					if (memcmp(oa, ob_, 100 * w / 8))
+						fprintf(stderr, "enc_sq w=%u ob=%d scaled=%d: %s differs from scalar\n", w, ob,
+							scaled, gx_simd_name(paths[p]));
+					compared++;
+				}
+	}
+	CU_ASSERT(gx_simd_set(before) == GX_OK);
+	CU_ASSERT(compared == 0 || compared >= 32);
+	free(x);
+	free(ya);
+	free(yb);
 }
 
 /* ---- every vector path gives the same bytes ------------------------------------------------ */
@@ -1083,6 +1233,8 @@ static CU_TestInfo codec_tests[] = {
 	{ "rand-k: k non-zeros, d/k scaling, shared-seed indices", test_randk },
 	{ "unbiasedness and variance (qsgd, fixed, randk; fixed seeds)", test_stat },
 	{ "error feedback invariant over many steps", test_ef },
+	{ "stochastic rounding: exact E[q] over all 2^16 random values, bias <= 2^-17 level", test_sq_rounding },
+	{ "stochastic quantizer edge buckets bit-identical on every vector path", test_sq_edges_identical },
 	{ "every vector path bit-identical to scalar", test_simd_identical },
 	{ "compressed-domain add (fp16, bf16, randk shared)", test_block_add },
 	{ "sub-range offsets, blocks alone in any order, decacc", test_offsets_any_order },
