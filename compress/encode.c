@@ -69,51 +69,57 @@ static gx_status_t enc_sq_block(struct gx_codec *c, const struct gx_kern *k, con
 	uint8_t *codes = body + 4 * (size_t)nb;
 	struct gx_sq s = { .smax = c->levels, .w = c->bits, .offset_binary = c->id == GX_CODEC_FIXED,
 			   .pf = (size_t)m * sizeof(float) };
-	float ssv[SQ_CHUNK];
+	float ssv[SQ_CHUNK], scv[SQ_CHUNK], rv[SQ_CHUNK];
 	gx_sq_lut(&s);
 	gx_ars_init(&s.ars, block_key(ctx, ctx->rank, off));
 
 	for (uint32_t j = 0; j < nb; j++) {
 		const float *xb = x + (size_t)j * B;
 		uint32_t mb = j + 1 < nb ? B : m - j * B;
-		float scale, ss = 0.0f, amax = 0.0f;
-		uint32_t am = 1;     /* nonzero: not an all-zero bucket */
+		float scale, ss = 0.0f;
 		if (c->id == GX_CODEC_QSGD) {
 			if (j % SQ_CHUNK == 0) {
 				uint32_t cnt = nb - j < SQ_CHUNK ? nb - j : SQ_CHUNK;
 				k->sumsq_buckets(xb, j + cnt < nb ? (size_t)cnt * B : m - (size_t)j * B, B, ssv);
+				/* the common case's norms and levels per unit for the whole chunk: independent
+				 * square roots and divisions overlap instead of each delaying its bucket */
+				for (uint32_t b = 0; b < cnt; b++) {
+					scv[b] = sqrtf(ssv[b]);
+					rv[b] = (float)c->levels / scv[b];
+				}
 			}
 			ss = ssv[j % SQ_CHUNK];
 		}
 		/* a sum of squares in [2^-100, 2^100] puts max|v| in [2^-55, 2^50]: every value finite,
 		 * no rescaled norm, no prescale, so the max pass is skipped (the bits are those it
 		 * would give) */
-		int plain = c->id == GX_CODEC_QSGD && ss >= 0x1p-100f && ss <= 0x1p100f;
-		if (!plain) {
-			am = k->absmax(xb, mb);
+		if (c->id == GX_CODEC_QSGD && ss >= 0x1p-100f && ss <= 0x1p100f) {
+			scale = scv[j % SQ_CHUNK];
+			s.f = 1.0f;
+			s.r = rv[j % SQ_CHUNK];
+		} else {
+			uint32_t am = k->absmax(xb, mb);
 			gx_status_t st = check_limit(c, xb, mb, am, GX_ABS_INF, src_i0 + (size_t)j * B,
 						     off + (uint64_t)j * B);
 			if (st < 0)
 				return st;
-			amax = gx_u2f(am);
+			float amax = gx_u2f(am);
+			if (c->id == GX_CODEC_FIXED)
+				scale = amax;
+			else if (!am)
+				scale = 0.0f;
+			else if (amax < TWO_M60 || amax > TWO_P60 || isinf(ss))
+				scale = scaled_norm(xb, mb, amax);
+			else
+				scale = sqrtf(ss);
+			if (isinf(scale))
+				return gx_error(GX_ERR_NONFINITE, "%s encode: the L2 norm of the bucket at element %llu "
+						"overflows float: gradients this large mean the run diverged", c->name,
+						(unsigned long long)(off + (uint64_t)j * B));
+			s.f = amax < TWO_M60 ? TWO_P64 : 1.0f;
+			/* levels per unit (< 2^92: far from overflow, also times 2^16) */
+			s.r = am ? (float)c->levels / (scale * s.f) : 0.0f;
 		}
-		if (c->id == GX_CODEC_FIXED)
-			scale = amax;
-		else if (plain)
-			scale = sqrtf(ss);
-		else if (!am)
-			scale = 0.0f;
-		else if (amax < TWO_M60 || amax > TWO_P60 || isinf(ss))
-			scale = scaled_norm(xb, mb, amax);
-		else
-			scale = sqrtf(ss);
-		if (isinf(scale))
-			return gx_error(GX_ERR_NONFINITE, "%s encode: the L2 norm of the bucket at element %llu "
-					"overflows float: gradients this large mean the run diverged", c->name,
-					(unsigned long long)(off + (uint64_t)j * B));
-		s.f = !plain && amax < TWO_M60 ? TWO_P64 : 1.0f;
-		/* levels per unit (< 2^92: far from overflow, also times 2^16) */
-		s.r = am ? (float)c->levels / (scale * s.f) : 0.0f;
 		s.stream = j * B;
 		gx_stf(body + 4 * (size_t)j, scale);
 		if (c->bits == 2 || c->bits == 4 || c->bits == 8)

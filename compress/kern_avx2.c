@@ -465,9 +465,10 @@ T2 static inline __attribute__((always_inline)) void sq_bucket(const float *x, s
 	ars4(&ctr, rk, b);
 	for (; i + 32 <= n; i += 32) {
 		/* compute-bound here, the norm pass of the next block memory-bound: fetch its data
-		 * now so that pass finds it in cache (a prefetch never faults) */
-		_mm_prefetch((const char *)((uintptr_t)(x + i) + s->pf), _MM_HINT_T0);
-		_mm_prefetch((const char *)((uintptr_t)(x + i) + s->pf + 64), _MM_HINT_T0);
+		 * into L2 now (L1 keeps this block) so that pass finds it in cache (a prefetch
+		 * never faults) */
+		_mm_prefetch((const char *)((uintptr_t)(x + i) + s->pf), _MM_HINT_T1);
+		_mm_prefetch((const char *)((uintptr_t)(x + i) + s->pf + 64), _MM_HINT_T1);
 		/* the next group's blocks now: their AES chains (latency 4 per round) overlap this
 		 * group's work instead of delaying it */
 		__m128i nb[4] = { b[0], b[1], b[2], b[3] };
