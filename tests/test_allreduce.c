@@ -13,7 +13,10 @@
  * (uses little CPU).  Inputs span 16 binades, so a different summation order changes the bits.
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
 #include <math.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -263,20 +266,65 @@ static uint64_t cpu_us(void)
 	       ru.ru_stime.tv_usec;
 }
 
+/* ---- the transport of the forked ranks ------------------------------------------------------
+ * udp on loopback (default), or (test_allreduce dpdk-af-packet) DPDK net_af_packet on eth0 of one
+ * scripts/gx-netns host per rank: rank r enters namespace <prefix>-h<r> (IPv6 off, static
+ * neighbours, a bridge in <prefix>-sw) and opens its port with --no-huge --no-shconf, as
+ * tests/test_transport.c's dpdk-af-packet configuration does over a veth pair.  The EAL only ever
+ * starts in the forked ranks.  Loss over dpdk is real: the bridge drops 5 % of the frames it
+ * delivers to every host (gx-netns --loss, nftables), instead of the net's fault hooks. */
+static int g_dpdk;
+static char g_prefix[16];                 /* gx-netns prefix, gxco<pid> */
+static char g_netns[512];                 /* path of scripts/gx-netns */
+static uint32_t g_hosts;                  /* hosts of the current network */
+static double g_net_loss;                 /* loss (%) the current network was built with */
+static char g_eal[256];                   /* this rank's EAL arguments (set in the child) */
+
+static int enter_host(uint32_t rank)
+{
+	char path[96];
+
+	snprintf(path, sizeof(path), "/run/netns/%s-h%u", g_prefix, rank);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+		fprintf(stderr, "rank %u: cannot enter namespace %s: %s\n", rank, path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Transport options of rank `rank` (after enter_host for dpdk). */
+static void tr_opts(struct gx_transport_opts *o, uint32_t rank, uint32_t n)
+{
+	memset(o, 0, sizeof(*o));
+	o->rank = rank;
+	o->nranks = n;
+	o->job_id = 4242;
+	if (!g_dpdk) {
+		o->backend = "udp";
+		o->udp_ip = "127.0.0.1";
+		return;
+	}
+	/* eth0 carries 10.77.0.<r+1> for the kernel; the port uses the default 10.0.0.<r+1>, an
+	 * address the kernel does not own (no ICMP port-unreachable answers) */
+	snprintf(g_eal, sizeof(g_eal), "--no-huge --no-shconf --no-pci --log-level=warning "
+		 "--vdev=net_af_packet0,iface=eth0,framecnt=4096");
+	o->backend = "dpdk";
+	o->dpdk_eal = g_eal;
+}
+
 static void child(const struct world_cfg *w, uint32_t rank, int up, int down, rank_fn fn)
 {
 	struct gx_transport_opts o;
 	unsigned char blob[GX_ADDR_MAX];
 	size_t len = sizeof(blob);
 
-	memset(&o, 0, sizeof(o));
-	o.backend = "udp";
-	o.udp_ip = "127.0.0.1";
-	o.rank = rank;
-	o.nranks = w->n;
-	o.job_id = 4242;
+	if (g_dpdk && enter_host(rank) < 0)
+		_exit(3);
+	tr_opts(&o, rank, w->n);
 	o.peer_timeout_ms = w->peer_timeout_ms;
-	o.fault.drop = w->drop;
+	o.fault.drop = g_dpdk ? 0.0 : w->drop;
 	o.fault.seed = 77 + rank;
 	struct gx_net *net = gx_net_open(&o);
 	if (!net || gx_net_local_addr(net, blob, &len) < 0) {
@@ -409,7 +457,25 @@ struct ar_case {
 static const struct ar_case *g_cases;
 static size_t g_ncases;
 
-static void run_cases(struct gx_coll *s, uint32_t rank, uint32_t n, int up)
+/* The allreduce under test: over a bare gx_coll, or over a communicator (gx_comm_init). */
+typedef gx_status_t (*ar_entry)(void *ctx, float *buf, size_t count, enum gx_redop op,
+				const struct gx_allreduce_opts *o);
+
+static gx_status_t ar_over_coll(void *ctx, float *buf, size_t count, enum gx_redop op,
+				const struct gx_allreduce_opts *o)
+{
+	return gx_coll_allreduce(ctx, buf, count, op, o);
+}
+
+static gx_status_t ar_over_comm(void *ctx, float *buf, size_t count, enum gx_redop op,
+				const struct gx_allreduce_opts *o)
+{
+	return gx_allreduce(ctx, buf, count, op, o);
+}
+
+/* Run g_cases in order, one report per case: status, elements that differ from the reference (in
+ * bits), a digest of the whole result, the retransmissions so far. */
+static void cases_over(ar_entry ar, void *ctx, struct gx_net *net, uint32_t rank, uint32_t n, int up)
 {
 	for (size_t c = 0; c < g_ncases; c++) {
 		const struct ar_case *k = &g_cases[c];
@@ -423,7 +489,7 @@ static void run_cases(struct gx_coll *s, uint32_t rank, uint32_t n, int up)
 			buf[e] = input(seed, rank, e);
 		gx_allreduce_opts_default(&o);
 		o.algo = k->algo;
-		rep.status = gx_coll_allreduce(s, buf, k->count, k->op, &o);
+		rep.status = ar(ctx, buf, k->count, k->op, &o);
 		if (rep.status < 0)
 			snprintf(rep.msg, sizeof(rep.msg), "%s", gx_last_error());
 		for (size_t e = 0; e < k->count && rep.status >= 0; e++) {
@@ -437,32 +503,35 @@ static void run_cases(struct gx_coll *s, uint32_t rank, uint32_t n, int up)
 		}
 		rep.digest = digest(buf, k->count * 4);
 		struct gx_peer_counters pc;
-		gx_net_peer_counters(s->net, GX_PEER_ANY, &pc);
+		gx_net_peer_counters(net, GX_PEER_ANY, &pc);
 		rep.retx = pc.retransmitted;
 		report_send(up, &rep);
 		free(buf);
 	}
 }
 
-static void run_world(const struct world_cfg *w, const struct ar_case *cases, size_t ncases, int timeout_ms)
+static void run_cases(struct gx_coll *s, uint32_t rank, uint32_t n, int up)
 {
-	struct world W;
+	cases_over(ar_over_coll, s, s->net, rank, n, up);
+}
+
+/* Read every rank's report of every case and check them: status, exact bits, same digest on all
+ * ranks; with loss, that something was retransmitted.  Returns 0 if every rank reported. */
+static int collect(struct world *W, const struct world_cfg *w, const struct ar_case *cases, size_t ncases,
+		   int timeout_ms)
+{
 	uint64_t retx = 0;
 
-	g_cases = cases;
-	g_ncases = ncases;
-	CU_ASSERT_EQUAL_FATAL(world_start(&W, w, run_cases), 0);
 	for (size_t c = 0; c < ncases; c++) {
 		uint64_t d0 = 0;
 		for (uint32_t r = 0; r < w->n; r++) {
 			struct report rep;
-			int ok = world_report(&W, r, &rep, timeout_ms);
+			int ok = world_report(W, r, &rep, timeout_ms);
 			CU_ASSERT_EQUAL(ok, 0);
 			if (ok) {
 				fprintf(stderr, "n=%u case %zu (%s count %zu): rank %u did not report\n", w->n, c,
 					gx_allreduce_algo_name(cases[c].algo), cases[c].count, r);
-				world_end(&W);
-				return;
+				return -1;
 			}
 			CU_ASSERT_EQUAL(rep.status, GX_OK);
 			CU_ASSERT_EQUAL(rep.wrong, 0);
@@ -477,14 +546,28 @@ static void run_world(const struct world_cfg *w, const struct ar_case *cases, si
 				retx += rep.retx;
 		}
 	}
-	if (w->drop > 0)
+	if (w->drop > 0) {
+		fprintf(stderr, "n=%u, %.0f %% loss: %llu packets retransmitted\n", w->n, 100 * w->drop,
+			(unsigned long long)retx);
 		CU_ASSERT(retx > 0);      /* the loss really happened and was repaired */
+	}
+	return 0;
+}
+
+static void run_world(const struct world_cfg *w, const struct ar_case *cases, size_t ncases, int timeout_ms)
+{
+	struct world W;
+
+	g_cases = cases;
+	g_ncases = ncases;
+	CU_ASSERT_EQUAL_FATAL(world_start(&W, w, run_cases), 0);
+	collect(&W, w, cases, ncases, timeout_ms);
 	world_end(&W);
 }
 
 #define MIB4 (4u << 20)           /* 16 MiB of floats */
 
-static void test_udp_sizes(void)
+static void test_sizes(void)
 {
 	static const size_t counts[] = { 1, 2, 5, 358, 359, 1001, 65537, 300007 };
 	struct ar_case cases[2 * 3 * 8 + 2];
@@ -505,7 +588,79 @@ static void test_udp_sizes(void)
 	}
 }
 
-static void test_udp_loss(void)
+/* ---- the dpdk test network ------------------------------------------------------------------- */
+#define NET_HOSTS 5
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	int r = system(cmd);
+	if (r != 0)
+		fprintf(stderr, "command failed (%d): %s\n", r, cmd);
+	return r;
+}
+
+/* NET_HOSTS hosts on a bridge whose links drop loss_pct % of the frames they deliver (0: none);
+ * rebuilt only when the loss changes.  -1 if gx-netns failed. */
+static int net_up(double loss_pct)
+{
+	if (g_hosts == NET_HOSTS && g_net_loss == loss_pct)
+		return 0;
+	char loss[32] = "";
+	if (loss_pct > 0)
+		snprintf(loss, sizeof(loss), " --loss %g", loss_pct);
+	g_hosts = 0;
+	if (sh("timeout 60 %s up -n %d --prefix %s%s >/dev/null", g_netns, NET_HOSTS, g_prefix, loss))
+		return -1;
+	g_hosts = NET_HOSTS;
+	g_net_loss = loss_pct;
+	return 0;
+}
+
+/* Networks gxco<pid> whose test process died without tearing them down. */
+static void remove_stale_networks(void)
+{
+	char cmd[600], line[128];
+
+	snprintf(cmd, sizeof(cmd), "%s list 2>/dev/null", g_netns);
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		long pid;
+		char tail[8] = "";
+		if (sscanf(line, "gxco%ld%7s", &pid, tail) != 1 || pid <= 0)
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		sh("timeout 60 %s down --prefix gxco%ld >/dev/null 2>&1", g_netns, pid);
+	}
+	pclose(f);
+}
+
+static int dpdk_suite_init(void)
+{
+	gx_test_path(g_netns, sizeof(g_netns), 0, "scripts/gx-netns");
+	remove_stale_networks();
+	snprintf(g_prefix, sizeof(g_prefix), "gxco%d", (int)getpid() % 100000000);
+	return net_up(0) ? -1 : 0;
+}
+
+static int dpdk_suite_clean(void)
+{
+	if (g_prefix[0])
+		sh("timeout 60 %s down --prefix %s >/dev/null", g_netns, g_prefix);
+	g_hosts = 0;
+	return 0;
+}
+
+static void test_loss(void)
 {
 	static const struct ar_case cases[] = {
 		{ GX_ALLREDUCE_RHD, GX_OP_SUM, 1 },
@@ -515,10 +670,14 @@ static void test_udp_loss(void)
 		{ GX_ALLREDUCE_RHD, GX_OP_AVG, 1500 },
 		{ GX_ALLREDUCE_RING, GX_OP_MAX, 20001 },
 	};
+	if (g_dpdk)
+		CU_ASSERT_EQUAL_FATAL(net_up(5), 0);    /* real loss in the bridge, not the fault hooks */
 	for (uint32_t n = 2; n <= 5; n += 3) {
 		struct world_cfg w = { n, 0.05, 10000 };
 		run_world(&w, cases, sizeof(cases) / sizeof(cases[0]), 60000);
 	}
+	if (g_dpdk)
+		CU_ASSERT_EQUAL(net_up(0), 0);
 }
 
 /* ---- a rank killed mid-allreduce ------------------------------------------------------------ */
@@ -616,6 +775,89 @@ static void test_idle_backoff(void)
 	CU_ASSERT(cpu_ms < 0.25 * wall_ms);
 	CU_ASSERT_EQUAL(world_report(&W, 1, &rep, 20000), 0);
 	world_end(&W);
+}
+
+/* ---- through gx_comm_init: the real bootstrap ----------------------------------------------
+ * Rank 0 serves the store on its host's kernel address (10.77.0.1 over the bridge), every rank
+ * allgathers its DPDK address blob through it, and gx_allreduce runs on the communicator's engine
+ * thread (GX_PROGRESS_THREAD) or on the application thread. */
+#define COMM_STORE_PORT 29731
+
+static void comm_child(uint32_t rank, uint32_t n, enum gx_progress prog, int up, int down)
+{
+	struct gx_comm_opts co;
+	char store[32];
+
+	if (g_dpdk && enter_host(rank) < 0)
+		_exit(3);
+	gx_comm_opts_default(&co);
+	tr_opts(&co.tr, rank, n);
+	co.rank = (int)rank;
+	co.size = (int)n;
+	snprintf(store, sizeof(store), "%s:%d", g_dpdk ? "10.77.0.1" : "127.0.0.1", COMM_STORE_PORT);
+	co.store = store;
+	co.store_timeout_ms = 30000;
+	co.progress = prog;
+	struct gx_comm *c = gx_comm_init(&co);
+	if (!c) {
+		struct report rep;
+		memset(&rep, 0, sizeof(rep));
+		rep.status = GX_ERR_IO;
+		snprintf(rep.msg, sizeof(rep.msg), "gx_comm_init: %s", gx_last_error());
+		for (size_t k = 0; k < g_ncases; k++)
+			report_send(up, &rep);
+		_exit(3);
+	}
+	cases_over(ar_over_comm, c, gx_comm_net(c), rank, n, up);
+	char go;
+	if (read(down, &go, 1) < 0) {
+	}
+	gx_comm_destroy(c);
+	_exit(0);
+}
+
+static void test_comm_bootstrap(void)
+{
+	static const struct ar_case cases[] = {
+		{ GX_ALLREDUCE_AUTO, GX_OP_SUM, 1 },
+		{ GX_ALLREDUCE_RHD, GX_OP_AVG, 1001 },
+		{ GX_ALLREDUCE_RING, GX_OP_SUM, 65537 },
+		{ GX_ALLREDUCE_RHD, GX_OP_MAX, 300007 },
+	};
+	static const enum gx_progress modes[] = { GX_PROGRESS_THREAD, GX_PROGRESS_APP };
+
+	g_cases = cases;
+	g_ncases = sizeof(cases) / sizeof(cases[0]);
+	for (size_t m = 0; m < 2; m++) {
+		struct world_cfg w = { 3, 0.0, 10000 };
+		struct world W;
+		memset(&W, 0, sizeof(W));
+		W.n = w.n;
+		fflush(stdout);
+		fflush(stderr);
+		for (uint32_t r = 0; r < w.n; r++) {
+			int u[2], d[2];
+			CU_ASSERT_FATAL(pipe(u) == 0 && pipe(d) == 0);
+			pid_t pid = fork();
+			if (pid == 0) {
+				close(u[0]);
+				close(d[1]);
+				for (uint32_t q = 0; q < r; q++) {
+					close(W.up[q]);
+					close(W.down[q]);
+				}
+				comm_child(r, w.n, modes[m], u[1], d[0]);
+			}
+			close(u[1]);
+			close(d[0]);
+			W.pid[r] = pid;
+			W.up[r] = u[0];
+			W.down[r] = d[1];
+		}
+		/* case 0 runs auto, which picks rhd for one element: reference() sums in rhd's order */
+		collect(&W, &w, cases, g_ncases, 60000);
+		world_end(&W);
+	}
 }
 
 /* ---- compressed allreduce ------------------------------------------------------------------ */
@@ -838,7 +1080,11 @@ static void test_thc_pieces(void)
 		CU_ASSERT_EQUAL(fabsf(x[i]), 1.0f);
 }
 
-int main(void)
+/* test_allreduce                  schedules, udp on loopback, compressed paths
+ * test_allreduce dpdk-af-packet   the same bit-identical, loss and killed-rank checks over DPDK
+ *                                 net_af_packet across scripts/gx-netns namespaces, and
+ *                                 gx_comm_init over it (root) */
+int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
 	static CU_TestInfo sched[] = {
@@ -847,8 +1093,8 @@ int main(void)
 		CU_TEST_INFO_NULL,
 	};
 	static CU_TestInfo udp[] = {
-		{ "bit-identical, reference order, 1-5 ranks, 1 element to 16 MiB", test_udp_sizes },
-		{ "5% loss", test_udp_loss },
+		{ "bit-identical, reference order, 1-5 ranks, 1 element to 16 MiB", test_sizes },
+		{ "5% loss", test_loss },
 		{ "rank killed mid-allreduce is named", test_peer_killed },
 		{ "idle rank backs off", test_idle_backoff },
 		CU_TEST_INFO_NULL,
@@ -858,11 +1104,36 @@ int main(void)
 		{ "compressed: bit-identical, two-sided EF invariant, THC error bound (2-3 ranks)", test_compressed },
 		CU_TEST_INFO_NULL,
 	};
+	static CU_TestInfo dpdk[] = {
+		{ "bit-identical, reference order, 1-5 ranks, 1 element to 16 MiB", test_sizes },
+		{ "5% loss in the bridge", test_loss },
+		{ "rank killed mid-allreduce is named", test_peer_killed },
+		{ "idle rank backs off", test_idle_backoff },
+		{ "gx_comm_init (store on rank 0), engine thread and application progress", test_comm_bootstrap },
+		CU_TEST_INFO_NULL,
+	};
 	static CU_SuiteInfo suites[] = {
 		{ "schedule", NULL, NULL, NULL, NULL, sched },
 		{ "udp", NULL, NULL, NULL, NULL, udp },
 		{ "compressed", NULL, NULL, NULL, NULL, cz },
 		CU_SUITE_INFO_NULL,
 	};
+	static CU_SuiteInfo dpdk_suites[] = {
+		{ "dpdk-af-packet", dpdk_suite_init, dpdk_suite_clean, NULL, NULL, dpdk },
+		CU_SUITE_INFO_NULL,
+	};
+	if (argc > 1 && !strcmp(argv[1], "dpdk-af-packet")) {
+		if (!GX_DPDK_BACKEND_BUILT)
+			gx_test_skip("this build has no DPDK backend (libdpdk-dev not found)");
+		gx_test_require_root("allreduce over dpdk net_af_packet (namespaces, raw sockets)");
+		if (system("ip netns list >/dev/null 2>&1") != 0)
+			gx_test_skip("iproute2 ('ip netns') is not installed");
+		g_dpdk = 1;
+		return gx_test_main(dpdk_suites);
+	}
+	if (argc > 1) {
+		fprintf(stderr, "usage: test_allreduce [dpdk-af-packet]\n");
+		return 2;
+	}
 	return gx_test_main(suites);
 }
