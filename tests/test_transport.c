@@ -280,6 +280,21 @@ static void dpdk_afp_opts(const struct tcfg *c, uint32_t rank, struct gx_transpo
 	o->dpdk_ip = c->ip[rank];
 }
 
+/* dpdk-af-packet-lossy: net_af_packet on eth0 of two scripts/gx-netns hosts whose links drop, reorder
+ * and duplicate (lossy_setup).  The ports use addresses the hosts' kernels do not own (10.77.0.101+),
+ * so the kernels ignore gx datagrams instead of answering them with ICMP. */
+static char dpdk_lossy_ip[MAX_RANKS][16];
+
+static void dpdk_afp_lossy_opts(const struct tcfg *c, uint32_t rank, struct gx_transport_opts *o)
+{
+	(void)c;
+	snprintf(dpdk_eal[rank], sizeof(dpdk_eal[rank]), "--no-huge --no-shconf --no-pci "
+		 "--log-level=warning --vdev=net_af_packet0,iface=eth0,framecnt=4096");
+	snprintf(dpdk_lossy_ip[rank], sizeof(dpdk_lossy_ip[rank]), "10.77.0.%u", 101 + rank);
+	o->dpdk_eal = dpdk_eal[rank];
+	o->dpdk_ip = dpdk_lossy_ip[rank];
+}
+
 static void dpdk_memif_setup(struct tcfg *c)
 {
 	gx_test_require_root("dpdk memif transport tests");
@@ -351,7 +366,7 @@ static int dpdk_afp_send_stranger(const struct tcfg *c, uint32_t rank, const voi
 	memcpy(&a, blob, sizeof(a));
 	size_t n = dpdk_stranger_frame(f, &a, frame, len);
 	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_halen = 6,
-				   .sll_ifindex = (int)if_nametoindex(c->ns[rank]) };
+				   .sll_ifindex = (int)if_nametoindex(c->prefix[0] ? "eth0" : c->ns[rank]) };
 	memcpy(sll.sll_addr, a.mac, 6);
 	int fd = socket(AF_PACKET, SOCK_RAW, 0);
 	if (fd < 0 || sll.sll_ifindex == 0)
@@ -406,6 +421,10 @@ static struct tcfg configs[] = {
 	  .what = "dpdk net_af_packet on a veth pair between two namespaces (root)",
 	  .max_bytes = 64u << 20, .setup = dpdk_afp_setup, .teardown = netns_teardown,
 	  .rank_opts = dpdk_afp_opts, .enter = netns_enter, .send_stranger = dpdk_afp_send_stranger },
+	{ .name = "dpdk-af-packet-lossy", .backend = "dpdk",
+	  .what = "dpdk net_af_packet across scripts/gx-netns hosts whose links drop 5%, reorder 5%, duplicate 1% (root)",
+	  .max_bytes = 8u << 20, .lossy_network = true, .setup = lossy_setup, .teardown = lossy_teardown,
+	  .rank_opts = dpdk_afp_lossy_opts, .enter = netns_enter, .send_stranger = dpdk_afp_send_stranger },
 	{ .name = "dpdk-memif", .backend = "dpdk",
 	  .what = "dpdk net_memif between two processes, rank 0 the server (root)",
 	  .max_bytes = 64u << 20, .setup = dpdk_memif_setup, .teardown = dpdk_memif_teardown,
