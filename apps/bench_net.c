@@ -17,6 +17,7 @@
  * its own core (--core N, else core = rank mod cores online). */
 #include <getopt.h>
 #include <sched.h>
+#include <time.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,8 @@ struct nb {
 	uint64_t fin_bytes;             /* stream: what rank 0 sent */
 	uint32_t sync_seen;
 	uint32_t job_id;
-	uint64_t result[4];             /* stream result from rank 1 */
+	uint64_t result[5];             /* stream result from rank 1: bytes, packets, first..last packet
+					 * (TSC ticks), TSC Hz, its CPU time over that span (ns) */
 	bool have_result;
 	double *samples;
 	int rc;
@@ -96,6 +98,17 @@ static void pin(struct nb *B)
 		B->core = (int)(B->rank % (uint32_t)(ncpu > 0 ? ncpu : 1));
 }
 
+/* CPU time of the calling (polling) thread, kernel work it does in its system calls included
+ * (af_packet's veth path runs there): with other processes on the cores, CPU per packet is the
+ * figure that compares runs; Gbit/s also depends on the share of a core each rank got. */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static gx_status_t on_packet(void *arg, uint32_t peer, const struct gx_hdr *h, const void *p, uint32_t len)
 {
 	struct nb *B = arg;
@@ -133,19 +146,20 @@ static gx_status_t on_packet(void *arg, uint32_t peer, const struct gx_hdr *h, c
 /* Poll until cond(B) or an error; idles politely when nothing happens. */
 static gx_status_t wait_until(struct nb *B, bool (*cond)(struct nb *), uint64_t timeout_ms)
 {
-	uint64_t start = gx_now_ns(), idle = start;
+	/* The TSC, not gx_now_ns: clock_gettime per poll was a seventh of a busy receiver's time. */
+	uint64_t hz = gx_tsc_hz(), start = gx_tsc(), idle = start;
 	while (!cond(B)) {
 		int r = gx_net_poll(B->n, on_packet, B);
 		if (r < 0)
 			return r;
-		uint64_t now = gx_now_ns();
+		uint64_t now = gx_tsc();
 		if (r > 0)
 			idle = now;
-		if (now - start > timeout_ms * 1000000ull)
+		if (now - start > timeout_ms * (hz / 1000))
 			return gx_error(GX_ERR_TIMEOUT, "rank %u: waited %llu ms for rank %u (message %u: %llu bytes "
 					"so far)", B->rank, (unsigned long long)timeout_ms, B->peer, B->want_coll,
 					(unsigned long long)B->got_bytes);
-		gx_idle_backoff(now - idle);
+		gx_idle_backoff((uint64_t)((double)(now - idle) * 1e9 / (double)hz));
 	}
 	return GX_OK;
 }
@@ -387,30 +401,33 @@ static gx_status_t stream_one(struct nb *B, uint32_t coll, uint64_t bytes)
 			B->want_coll = coll;
 			B->got_bytes = B->got_pkts = 0;
 		}
-		uint64_t first = 0, last = 0, idle = gx_now_ns();
+		uint64_t first = 0, last = 0, idle = gx_tsc(), cpu_first = 0;
 		while (!B->fin || B->got_bytes < B->fin_bytes) {
 			uint64_t before = B->got_pkts;
 			int r = gx_net_poll(B->n, on_packet, B);
 			if (r < 0)
 				return r;
+			uint64_t now = gx_tsc();
 			if (B->got_pkts != before) {
-				last = gx_tsc();
-				if (!first)
+				last = now;
+				if (!first) {
 					first = last;
+					cpu_first = thread_cpu_ns();
+				}
 			}
-			uint64_t now = gx_now_ns();
 			if (r > 0)
 				idle = now;
-			if (now - idle > 30000000000ull)
+			if (now - idle > 30 * hz)
 				return gx_error(GX_ERR_PEER, "rank 1: stream: nothing from rank 0 for 30 s");
-			gx_idle_backoff(now - idle);
+			gx_idle_backoff((uint64_t)((double)(now - idle) * 1e9 / (double)hz));
 		}
-		uint64_t res[4] = { B->got_bytes, B->got_pkts, last - first, hz };
+		uint64_t res[5] = { B->got_bytes, B->got_pkts, last - first, hz, thread_cpu_ns() - cpu_first };
 		B->want_coll = coll + 1;        /* before the result leaves: the next size may follow at once */
 		B->got_bytes = B->got_pkts = 0;
 		return send_msg(B, CTRL_RESULT, sizeof(res), res, true);
 	}
-	uint64_t end = gx_tsc() + (uint64_t)(B->seconds * (double)hz), msgs = 0;
+	uint64_t cpu0 = thread_cpu_ns(), t0 = gx_tsc();
+	uint64_t end = t0 + (uint64_t)(B->seconds * (double)hz), msgs = 0;
 	while (gx_tsc() < end) {
 		for (int k = 0; k < 64; k++) {
 			if ((st = send_msg(B, coll, bytes, NULL, false)) < 0)
@@ -421,6 +438,8 @@ static gx_status_t stream_one(struct nb *B, uint32_t coll, uint64_t bytes)
 		if (r < 0)
 			return r;
 	}
+	uint64_t cpu_send = thread_cpu_ns() - cpu0;
+	double send_secs = (double)(gx_tsc() - t0) / (double)hz;
 	uint64_t total = msgs * bytes;
 	if ((st = send_msg(B, CTRL_FIN, sizeof(total), &total, true)) < 0 ||
 	    (st = wait_until(B, got_result, 60000)) < 0)
@@ -441,6 +460,12 @@ static gx_status_t stream_one(struct nb *B, uint32_t coll, uint64_t bytes)
 	bench_print_row(stdout, &r);
 	fprintf(stdout, "# stream %llu B: %.3f Gbit/s, %.3f Mpps of delivered payload over %.2f s\n",
 		(unsigned long long)bytes, gbps, mpps, secs);
+	double pkts = B->result[1] ? (double)B->result[1] : 1.0;
+	fprintf(stdout, "# stream %llu B cpu: sender %.2f s (%.0f%% of a core, %.2f us per packet), receiver %.2f s "
+		"(%.0f%% of a core, %.2f us per packet)\n", (unsigned long long)bytes, (double)cpu_send / 1e9,
+		100.0 * (double)cpu_send / 1e9 / send_secs, (double)cpu_send / 1e3 / pkts,
+		(double)B->result[4] / 1e9, 100.0 * (double)B->result[4] / 1e9 / secs,
+		(double)B->result[4] / 1e3 / pkts);
 	fflush(stdout);
 	return GX_OK;
 }

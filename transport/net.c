@@ -3,7 +3,7 @@
  * Per peer: a send ring of `window` slots (slot = psn & (window-1)) holding each DATA packet until
  * it is acknowledged, and a receive bitmap of the same size over psn.  The receiver acknowledges
  * cumulatively (ack_psn: every psn below it has arrived) plus a SACK bitmap for what arrived
- * beyond it; ACKs are coalesced (16 packets, ACK_REQ, a hole, the end of the traffic, or 20 us)
+ * beyond it; ACKs are coalesced (a quarter window of packets, ACK_REQ, a hole, a 20 us pause)
  * and piggybacked on DATA going the other way.  The sender retransmits SACK holes at once (fast
  * retransmit) and everything else from a periodic scan of the ring against an RTO measured from
  * the TSC (sRTT + 4 RTTvar, floor rto_min, doubled per timeout, reset on progress).  Receivers
@@ -25,8 +25,10 @@
 #define TXQ_SIZE 1024                   /* queued packets (power of two) */
 #define TXQ_CTRL_RESERVE 64             /* kept free for ACKs/heartbeats */
 #define CTRL_SLOTS 128                  /* control packet buffers (power of two) */
-#define ACK_EVERY 16                    /* data packets per coalesced ACK */
-#define ACK_DELAY_US 20                 /* longest an ACK waits for a packet to ride on */
+#define ACK_EVERY_MIN 16                /* data packets per coalesced ACK: window/4 within these */
+#define ACK_EVERY_MAX 64
+#define ACK_IDLE_US 20                  /* a peer's DATA paused this long: its pending ACK leaves */
+#define ACK_DELAY_MAX_US 100            /* longest an ACK waits while DATA keeps arriving */
 #define FAST_RETX_DUPS 3                /* later SACKed packets that mark a hole as lost */
 #define RTO_BURST 4                     /* packets resent per timeout: a stalled (not lossy) peer
 					 * costs a few duplicates, not a window; SACK repairs the rest */
@@ -70,7 +72,7 @@ struct peer {
 	uint8_t *buf;                   /* window * max_msg bytes */
 	uint64_t srtt, rttvar, rto_base; /* TSC ticks */
 	uint32_t backoff;
-	uint64_t last_progress_tsc, last_tx_tsc, last_rx_tsc, ack_since_tsc;
+	uint64_t last_progress_tsc, last_tx_tsc, last_rx_tsc, ack_since_tsc, last_data_tsc;
 	/* receive side */
 	uint32_t rcv_nxt, rx_hi, rx_since_ack;
 	uint64_t *rx_bits;              /* window bits, indexed by psn & (window-1) */
@@ -102,7 +104,8 @@ struct gx_net {
 	uint8_t *ctrl;
 	uint32_t ctrl_next, ctrl_queued;
 
-	uint64_t hz, rto_min, rto_max, ack_delay, scan_period, peer_timeout, heartbeat;
+	uint64_t hz, rto_min, rto_max, ack_idle, ack_delay_max, scan_period, peer_timeout, heartbeat;
+	uint32_t ack_every;
 	uint64_t last_scan, tsc0, ns0;
 	uint32_t peer_timeout_ms;
 	uint32_t first_psn;
@@ -219,7 +222,10 @@ struct gx_net *gx_net_open(const struct gx_transport_opts *o)
 	n->rto_max = us_to_tsc(n, RTO_MAX_US);
 	if (n->rto_max < n->rto_min)
 		n->rto_max = n->rto_min;
-	n->ack_delay = us_to_tsc(n, ACK_DELAY_US);
+	n->ack_idle = us_to_tsc(n, ACK_IDLE_US);
+	n->ack_delay_max = us_to_tsc(n, ACK_DELAY_MAX_US);
+	n->ack_every = n->window / 4 < ACK_EVERY_MIN ? ACK_EVERY_MIN :
+		       n->window / 4 > ACK_EVERY_MAX ? ACK_EVERY_MAX : n->window / 4;
 	n->scan_period = n->rto_min / 2;
 	n->peer_timeout_ms = o->peer_timeout_ms ? o->peer_timeout_ms : 10000;
 	n->first_psn = o->first_psn;
@@ -635,9 +641,14 @@ gx_status_t gx_net_commit(struct gx_net *n, uint32_t peer, const struct gx_tx_de
 	h->step = d ? d->step : 0;
 	h->len = (uint16_t)len;
 	h->aux = d ? d->aux : 0;
-	/* Ask for an ACK at once when the window is three quarters full, so the sender never stalls
-	 * waiting for a coalesced one. */
-	if (psn - p->una + 1 >= n->window - n->window / 4 || psn_diff(p->credit_limit, psn) <= 16)
+	/* Ask for an ACK at once when this packet fills half the window or all of it, or leaves 16
+	 * credits or none, so the sender never stalls waiting for a coalesced one.  Only the packet
+	 * that crosses the mark asks (in-flight grows one packet at a time): marking every packet
+	 * beyond it made the receiver ACK every rx burst, one ACK per two packets on a busy stream.
+	 * A lost asker is covered by the receiver's own triggers (a hole, ack_every, idle). */
+	uint32_t inflight_after = psn - p->una + 1, credit_after = p->credit_limit - (psn + 1);
+	if (inflight_after == n->window / 2 || inflight_after == n->window || credit_after == 16 ||
+	    credit_after == 0)
 		h->flags |= GX_F_ACK_REQ;
 	s->len = (uint32_t)sizeof(*h) + len;
 	s->nsent = 0;
@@ -853,8 +864,9 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 		}
 		p->c.received++;
 		p->rx_since_ack++;
+		p->last_data_tsc = now;
 		ack_list_add(n, p, src, now);
-		if ((h->flags & GX_F_ACK_REQ) || p->rx_since_ack >= ACK_EVERY)
+		if ((h->flags & GX_F_ACK_REQ) || p->rx_since_ack >= n->ack_every)
 			p->ack_now = 1;
 		(*delivered)++;
 		return fn(arg, src, h, d + sizeof(*h), h->len);
@@ -897,10 +909,13 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 	return GX_OK;
 }
 
-/* Due: at once when asked (ACK_REQ, a hole, a duplicate, 16 packets since the last), else after
- * ACK_DELAY_US of waiting for a DATA packet to ride on.  Senders that need an ACK to go on ask for
- * it (ACK_REQ when their window or credit runs low), so a receiver that merely ran dry does not ACK
- * at once: on backends where every frame costs a system call (udp, af_packet) that halves the ACKs. */
+/* Due: at once when asked (ACK_REQ, a hole, a duplicate, ack_every packets since the last: a
+ * quarter window, 16..64), else once the peer's DATA paused for ACK_IDLE_US, or after at most
+ * ACK_DELAY_MAX_US while DATA keeps coming without a packet going back to ride on.  Senders that
+ * need an ACK to go on ask for it (ACK_REQ at half and full window, low credit), so a receiver that
+ * merely ran dry does not ACK at once: on backends where every frame costs a system call (udp,
+ * af_packet) each ACK costs about as much as a data packet.  Called after a whole rx burst, so a
+ * burst yields at most one ACK per peer. */
 static void send_due_acks(struct gx_net *n, uint64_t now)
 {
 	uint32_t keep = 0;
@@ -912,7 +927,8 @@ static void send_due_acks(struct gx_net *n, uint64_t now)
 			p->ack_listed = 0;
 			continue;
 		}
-		if (p->ack_now || now - p->ack_since_tsc >= n->ack_delay) {
+		if (p->ack_now || now - p->last_data_tsc >= n->ack_idle ||
+		    now - p->ack_since_tsc >= n->ack_delay_max) {
 			send_ack(n, peer, now);
 			p->ack_listed = 0;
 			continue;
