@@ -138,7 +138,7 @@ struct gx_sq {
 	uint32_t stream;          /* ARS stream of the bucket: its first element's index in the block */
 	uint8_t lut[16];          /* L <= 7: code of q at index q mod 16 (gx_sq_lut; for vector kernels) */
 	size_t pf;                /* bytes ahead to prefetch: the block's length, so the next block's norm
-	                           * pass finds its data in cache */
+	                           * pass finds its data in cache (0 when the input ends sooner) */
 	struct gx_ars ars;        /* round keys of the block's key */
 };
 

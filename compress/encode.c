@@ -62,13 +62,15 @@ static float scaled_norm(const float *x, size_t n, float amax)
 
 #define SQ_CHUNK 64   /* buckets whose sums of squares one kernel call computes */
 
+/* `ahead`: elements of the input after this block (prefetching stays inside the input: a prefetch
+ * never faults, but one into an unmapped page costs a page walk). */
 static gx_status_t enc_sq_block(struct gx_codec *c, const struct gx_kern *k, const struct gx_codec_ctx *ctx,
-				const float *x, uint32_t m, uint64_t off, uint8_t *body, size_t src_i0)
+				const float *x, uint32_t m, uint64_t off, uint8_t *body, size_t src_i0, size_t ahead)
 {
 	uint32_t B = c->bucket, nb = (m + B - 1) / B;
 	uint8_t *codes = body + 4 * (size_t)nb;
 	struct gx_sq s = { .smax = c->levels, .w = c->bits, .offset_binary = c->id == GX_CODEC_FIXED,
-			   .pf = (size_t)m * sizeof(float) };
+			   .pf = ahead >= m ? (size_t)m * sizeof(float) : 0 };
 	float ssv[SQ_CHUNK], scv[SQ_CHUNK], rv[SQ_CHUNK];
 	gx_sq_lut(&s);
 	gx_ars_init(&s.ars, block_key(ctx, ctx->rank, off));
@@ -183,7 +185,7 @@ static gx_status_t enc_randk_block(struct gx_codec *c, const struct gx_kern *k, 
 }
 
 static gx_status_t enc_dense_block(struct gx_codec *c, const struct gx_kern *k, const struct gx_codec_ctx *ctx,
-				   const float *x, uint32_t m, uint64_t off, uint8_t *body, size_t src_i0)
+				   const float *x, uint32_t m, uint64_t off, uint8_t *body, size_t src_i0, size_t ahead)
 {
 	uint32_t am;
 	float mn, mx, sum;
@@ -233,7 +235,7 @@ static gx_status_t enc_dense_block(struct gx_codec *c, const struct gx_kern *k, 
 	}
 	case GX_CODEC_QSGD:
 	case GX_CODEC_FIXED:
-		return enc_sq_block(c, k, ctx, x, m, off, body, src_i0);
+		return enc_sq_block(c, k, ctx, x, m, off, body, src_i0, ahead);
 	case GX_CODEC_RANDK:
 		return enc_randk_block(c, k, ctx, x, m, off, body, src_i0);
 	default:
@@ -465,7 +467,7 @@ gx_status_t gx_codec_encode(struct gx_codec *c, const struct gx_codec_ctx *ctx, 
 			uint32_t m = (uint32_t)(n - i < per ? n - i : per);
 			uint32_t bytes = (uint32_t)gx_codec_block_bytes(c, m);
 			gx_hdr_write(p, c, bytes, m, offset + i);
-			st = enc_dense_block(c, k, ctx, src + i, m, offset + i, p + GX_CODEC_HDR_BYTES, i);
+			st = enc_dense_block(c, k, ctx, src + i, m, offset + i, p + GX_CODEC_HDR_BYTES, i, n - i - m);
 			if (st < 0)
 				break;
 			p += bytes;
