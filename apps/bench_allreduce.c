@@ -1,7 +1,8 @@
 /* bench_allreduce.c: gx-bench allreduce, a size sweep like nccl-tests over any transport and codec.
  *
- *   gx-bench allreduce [-b 4] [-e 64M] [-f 2] [-n 20] [-w 5] [-c 1] [--algo auto|ring|rhd]
- *                      [--codec SPEC] [--op sum|avg] [runtime flags: --transport, --dpdk-eal, ...]
+ *   gx-bench allreduce [-b 4] [-e 64M] [-f 2] [-n 20] [-w 5] [--warm-ms 50] [-c 1]
+ *                      [--algo auto|ring|rhd] [--codec SPEC] [--op sum|avg]
+ *                      [runtime flags: --transport, --dpdk-eal, ...]
  *
  * Every rank runs the same command (scripts/gx-run, or GX_RANK/GX_SIZE/GX_STORE, Slurm, mpirun).
  * Rank 0 prints the shared CSV (time = median over -n iterations of the slowest rank's time), then
@@ -27,7 +28,9 @@ static void usage(FILE *f)
 		"  -e SIZE      largest message in bytes (default 64M)\n"
 		"  -f FACTOR    size multiplier between steps (default 2)\n"
 		"  -n ITERS     timed iterations per size (default 20)\n"
-		"  -w ITERS     warm-up iterations per size (default 5)\n"
+		"  -w ITERS     warm-up iterations per size (default 5), repeated until --warm-ms passed\n"
+		"  --warm-ms MS shortest warm-up per size in ms (default 50; first touches of the transport's\n"
+		"               buffers page-fault, and the figure must not depend on -n)\n"
 		"  -c 0|1       check results (default 1)\n"
 		"  --algo A     auto, ring or rhd (default auto)\n"
 		"  --codec SPEC compressed allreduce with this codec (compress/gx_codec.h specs, or thc[:bits=B][,rotate])\n"
@@ -82,7 +85,7 @@ int bench_allreduce_main(int argc, char **argv)
 	struct ar_bench B;
 	uint64_t minb = 4, maxb = 64ull << 20;
 	double factor = 2.0;
-	long iters = 20, warm = 5, do_check = 1;
+	long iters = 20, warm = 5, do_check = 1, warm_ms = 50;
 	const char *algo = "auto", *op = "sum";
 	gx_status_t st;
 
@@ -96,6 +99,7 @@ int bench_allreduce_main(int argc, char **argv)
 		{ "algo", required_argument, NULL, 'A' },
 		{ "codec", required_argument, NULL, 'C' },
 		{ "op", required_argument, NULL, 'O' },
+		{ "warm-ms", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -113,6 +117,7 @@ int bench_allreduce_main(int argc, char **argv)
 		case 'A': algo = optarg; break;
 		case 'C': B.codec = optarg; break;
 		case 'O': op = optarg; break;
+		case 'M': warm_ms = strtol(optarg, &end, 10); if (*end || warm_ms < 0) goto bad; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -166,6 +171,8 @@ int bench_allreduce_main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
+	/* calibrated here: the first call sleeps 10 ms, which must not fall inside a timed iteration */
+	double tsc_hz = (double)gx_tsc_hz();
 	for (double bytes_d = (double)minb; bytes_d <= (double)maxb * 1.0000001; bytes_d *= factor) {
 		size_t count = (size_t)bytes_d / 4 ? (size_t)bytes_d / 4 : 1;
 		struct gx_allreduce_handle *h = NULL;
@@ -179,15 +186,28 @@ int bench_allreduce_main(int argc, char **argv)
 			goto failed;
 		for (size_t e = 0; e < count; e++)
 			buf[e] = 1.0f / (float)(B.rank + 1);
-		for (long i = 0; i < warm; i++)
-			if ((st = one(&B, h, buf, count)) < 0)
+		/* Warm-up: -w iterations, repeated until --warm-ms have passed on the slowest rank (the
+		 * ranks agree with a max-allreduce, so all run the same collectives).  The first pass
+		 * over the transport's buffers page-faults: over memif ~1060 faults (4 MiB of rings)
+		 * in the first ~500 4-byte allreduces, 5-10 us each instead of 1.5, so a fixed -w made
+		 * the median depend on -n. */
+		uint64_t w0 = gx_now_ns();
+		for (;;) {
+			for (long i = 0; i < warm; i++)
+				if ((st = one(&B, h, buf, count)) < 0)
+					goto failed;
+			float more = gx_now_ns() - w0 < (uint64_t)warm_ms * 1000000ull ? 1.0f : 0.0f;
+			if ((st = gx_allreduce(B.c, &more, 1, GX_OP_MAX, NULL)) < 0)
 				goto failed;
+			if (more == 0.0f || warm == 0)
+				break;
+		}
 		for (long i = 0; i < iters; i++) {
 			/* each iteration is timed on every rank; the slowest rank's time counts */
 			uint64_t t0 = gx_tsc();
 			if ((st = one(&B, h, buf, count)) < 0)
 				goto failed;
-			t[i] = (double)(gx_tsc() - t0) * 1e6 / (double)gx_tsc_hz();
+			t[i] = (double)(gx_tsc() - t0) * 1e6 / tsc_hz;
 		}
 		float *tf = (float *)(void *)bench_alloc((size_t)iters * 4);
 		if (!tf) {
@@ -226,19 +246,31 @@ failed:
 		break;
 	}
 	if (!rc) {
-		/* counters of every rank, gathered to rank 0 (exact in float up to 2^24) */
-		float *cnt = calloc((size_t)B.n * 3, sizeof(float));
+		/* counters of every rank, gathered to rank 0 (exact in float up to 2^24): the net's
+		 * retransmissions and drops, the collective layer's stashed (early) packets */
+		enum { NC = 6 };
+		float *cnt = calloc((size_t)B.n * NC, sizeof(float));
 		struct gx_peer_counters pc;
+		struct gx_coll_counters cc = { 0 };
 		gx_net_peer_counters(gx_comm_net(B.c), GX_PEER_ANY, &pc);
+		if (gx_comm_coll_state(B.c))
+			gx_coll_get_counters(gx_comm_coll_state(B.c), &cc);
 		if (cnt) {
-			cnt[3 * B.rank] = (float)pc.retransmitted;
-			cnt[3 * B.rank + 1] = (float)pc.dropped;
-			cnt[3 * B.rank + 2] = (float)pc.fault_dropped;
+			float *m = cnt + NC * B.rank;
+			m[0] = (float)pc.retransmitted;
+			m[1] = (float)pc.dropped;
+			m[2] = (float)pc.fault_dropped;
+			m[3] = (float)pc.acks_sent;
+			m[4] = (float)pc.sent;
+			m[5] = (float)cc.stashed;
 		}
-		if (cnt && gx_allreduce(B.c, cnt, (size_t)B.n * 3, GX_OP_SUM, NULL) >= 0 && B.rank == 0)
-			for (uint32_t r = 0; r < B.n; r++)
-				fprintf(stdout, "# rank %u: retransmitted %.0f dropped %.0f fault_dropped %.0f\n", r,
-					(double)cnt[3 * r], (double)cnt[3 * r + 1], (double)cnt[3 * r + 2]);
+		if (cnt && gx_allreduce(B.c, cnt, (size_t)B.n * NC, GX_OP_SUM, NULL) >= 0 && B.rank == 0)
+			for (uint32_t r = 0; r < B.n; r++) {
+				const float *m = cnt + NC * r;
+				fprintf(stdout, "# rank %u: retransmitted %.0f dropped %.0f fault_dropped %.0f acks_sent %.0f "
+					"data_sent %.0f stashed %.0f\n", r, (double)m[0], (double)m[1], (double)m[2],
+					(double)m[3], (double)m[4], (double)m[5]);
+			}
 		free(cnt);
 	}
 out:

@@ -2,7 +2,8 @@
  * CSV (peer=mpi), so scripts/gx-vs-mpi compares the two on the same ranks and link.
  *
  *   mpirun -np 2 --mca btl vader,self mpi-allreduce-bench [-b 4] [-e 64M] [-f 2] [-n 20] [-w 5]
- *          [-c 1] [--label shm]
+ *          [--warm-ms 50] [-c 1] [--label shm]
+ * Warm-up as in gx-bench allreduce: -w iterations, repeated until --warm-ms passed on every rank.
  * Time per size = median over -n iterations of the slowest rank's time (like gx-bench).
  */
 #include <getopt.h>
@@ -25,14 +26,15 @@ int main(int argc, char **argv)
 {
 	uint64_t minb = 4, maxb = 64ull << 20;
 	double factor = 2.0;
-	long iters = 20, warm = 5, do_check = 1;
+	long iters = 20, warm = 5, do_check = 1, warm_ms = 50;
 	const char *label = "mpi";
 	int rank, n, ch;
 
 	MPI_Init(&argc, &argv);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &n);
-	static const struct option lo[] = { { "label", required_argument, NULL, 'L' }, { NULL, 0, NULL, 0 } };
+	static const struct option lo[] = { { "label", required_argument, NULL, 'L' },
+					    { "warm-ms", required_argument, NULL, 'M' }, { NULL, 0, NULL, 0 } };
 	while ((ch = getopt_long(argc, argv, "b:e:f:n:w:c:", lo, NULL)) != -1) {
 		char *end = NULL;
 		int bad = 0;
@@ -44,12 +46,13 @@ int main(int argc, char **argv)
 		case 'w': warm = strtol(optarg, &end, 10); bad = *end || warm < 0; break;
 		case 'c': do_check = strtol(optarg, &end, 10); bad = *end || (do_check != 0 && do_check != 1); break;
 		case 'L': label = optarg; break;
+		case 'M': warm_ms = strtol(optarg, &end, 10); bad = *end || warm_ms < 0; break;
 		default: bad = 1; break;
 		}
 		if (bad) {
 			if (!rank)
 				fprintf(stderr, "usage: mpi-allreduce-bench [-b SIZE] [-e SIZE] [-f FACTOR] [-n ITERS] "
-					"[-w ITERS] [-c 0|1] [--label NAME]\n");
+					"[-w ITERS] [--warm-ms MS] [-c 0|1] [--label NAME]\n");
 			MPI_Finalize();
 			return 2;
 		}
@@ -82,8 +85,15 @@ int main(int argc, char **argv)
 		}
 		for (size_t e = 0; e < count; e++)
 			buf[e] = 1.0f / (float)(rank + 1);
-		for (long i = 0; i < warm; i++)
-			MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+		double w0 = now_us();
+		for (;;) {
+			for (long i = 0; i < warm; i++)
+				MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+			int more = now_us() - w0 < (double)warm_ms * 1000.0;
+			MPI_Allreduce(MPI_IN_PLACE, &more, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+			if (!more || warm == 0)
+				break;
+		}
 		for (long i = 0; i < iters; i++) {
 			double t0 = now_us();
 			MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
