@@ -328,6 +328,18 @@ static gx_status_t rhd_advance(struct ar_run *r)
 	return GX_OK;
 }
 
+/* Flags of chunk k of a step.  The last chunk asks for an immediate ACK, so that the receiver
+ * acknowledges before it returns to an application that may not poll again for a long time (an
+ * unacknowledged packet would be resent, and after the peer timeout its peer declared dead).  When
+ * an engine thread polls between collectives the ACK leaves within the net's ACK delay anyway, or
+ * rides on the next collective's packets: no extra ACK packet per step (docs/allreduce.md). */
+static uint8_t ar_ack_flags(const struct ar_run *r, const struct ar_step *st, uint32_t k)
+{
+	if (k + 1 != st->send_chunks)
+		return 0;
+	return r->s->idle_polled ? GX_F_LAST : (GX_F_LAST | GX_F_ACK_REQ);
+}
+
 static gx_status_t send_some(struct ar_run *r, int *progressed)
 {
 	struct gx_net *net = r->s->net;
@@ -361,7 +373,7 @@ static gx_status_t send_some(struct ar_run *r, int *progressed)
 			.chunk = k,
 			.step = (uint16_t)r->send_g,
 			.codec = r->codec,
-			.flags = k + 1 == st->send_chunks ? (GX_F_LAST | GX_F_ACK_REQ) : 0,
+			.flags = ar_ack_flags(r, st, k),
 			.aux = (uint32_t)c,
 		};
 		if ((s = gx_net_commit(net, st->send_peer, &d, len)) < 0)

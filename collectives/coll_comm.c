@@ -13,7 +13,10 @@ static void state_free(void *p)
 static int idle_poll(struct gx_comm *c)
 {
 	struct gx_coll *s = gx_comm_coll_state(c);
-	return s ? coll_poll(s, GX_COLL_NONE, NULL, NULL) : 0;
+	if (!s)
+		return 0;
+	s->idle_polled = 1;               /* only the engine thread calls this (docs/allreduce.md) */
+	return coll_poll(s, GX_COLL_NONE, NULL, NULL);
 }
 
 struct gx_coll *coll_comm_state(struct gx_comm *c)
