@@ -460,15 +460,15 @@ T2 static inline __attribute__((always_inline)) void sq_bucket(const float *x, s
 	__m128 vf = _mm_set1_ps(s->f), vr = _mm_set1_ps(s->r);
 	__m128i lut = _mm_loadu_si128((const __m128i *)s->lut);
 	uint32_t L = s->smax;
+	const char *ahead = (const char *)x + s->pf;
 	size_t i = 0;
 	__m128i b[4];
 	ars4(&ctr, rk, b);
 	for (; i + 32 <= n; i += 32) {
 		/* compute-bound here, the norm pass of the next block memory-bound: fetch its data
-		 * into L2 now (L1 keeps this block) so that pass finds it in cache (a prefetch
-		 * never faults) */
-		_mm_prefetch((const char *)((uintptr_t)(x + i) + s->pf), _MM_HINT_T1);
-		_mm_prefetch((const char *)((uintptr_t)(x + i) + s->pf + 64), _MM_HINT_T1);
+		 * into L2 now (L1 keeps this block) so that pass finds it in cache */
+		_mm_prefetch(ahead + 4 * i, _MM_HINT_T1);
+		_mm_prefetch(ahead + 4 * i + 64, _MM_HINT_T1);
 		/* the next group's blocks now: their AES chains (latency 4 per round) overlap this
 		 * group's work instead of delaying it */
 		__m128i nb[4] = { b[0], b[1], b[2], b[3] };
