@@ -8,7 +8,9 @@
  * The EAL is process-wide: the first open runs rte_eal_init() with opts->dpdk_eal; later opens in
  * the same process share it and only probe --vdev devices that are not there yet.  The hot path
  * (tx_burst, rx_burst, rx_release) makes no syscall of its own, takes no lock and allocates only
- * mbufs from the port's mempool.
+ * mbufs from the port's mempool.  On af_packet and memif (copy mode), whose PMDs copy each frame
+ * into their ring inside tx_burst, datagrams of 512 bytes or more leave as an external buffer
+ * chained behind a header mbuf, so the PMD's copy is the only one (zero copy, dp_tx_burst).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -55,6 +57,7 @@
 #define DP_AFP_FRAME_OVERHEAD 52u        /* af_packet: framesz must be >= frame + this (testbed.md) */
 #define DP_START_TIMEOUT_MS 10000u       /* memif client: how long to wait for the server */
 #define DP_START_MIN_MS 5000u
+#define DP_ZC_MIN_LEN 512u               /* smaller datagrams are copied: a 2-segment chain costs more */
 
 extern const struct gx_backend_ops gx_dpdk_ops;   /* listed by backend.c's registry */
 
@@ -86,6 +89,8 @@ struct dp_backend {
 	bool tx_ip_cksum, tx_udp_cksum;  /* offloads the port reports and we enabled */
 	bool rx_cksum;                   /* rx checksum flags are meaningful */
 	bool is_vdev;
+	bool tx_zc;                      /* send datagrams as an external buffer (no copy of ours) */
+	struct rte_mbuf_ext_shared_info zc_shinfo;  /* one for every zero-copy mbuf; never freed */
 	struct rte_ether_addr mac;
 	struct rte_mempool *pool;
 	struct dp_peer *peers;
@@ -547,6 +552,12 @@ static gx_status_t parse_ipv4(const char *s, uint32_t *out)
 
 static void dp_close(struct gx_backend *b);
 
+static void dp_zc_free(void *addr, void *opaque)
+{
+	(void)addr;
+	(void)opaque;           /* the buffers belong to the net's send ring */
+}
+
 static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 {
 	struct dp_backend *d;
@@ -684,8 +695,21 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
 		d->tx_udp_cksum = true;
 	}
-	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
+	/* Zero-copy transmit where the PMD copies the frame inside tx_burst (see dp_tx_burst); memif
+	 * with zero-copy=yes keeps the mbufs, so it gets copies. */
+	char zcarg[8] = "no";
+	if (memif)
+		devarg_str(args, "zero-copy", zcarg, sizeof(zcarg));
+	if ((afp || (memif && strcmp(zcarg, "yes"))) &&
+	    (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)) {
+		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+		d->tx_zc = true;
+		d->zc_shinfo.free_cb = dp_zc_free;
+		d->zc_shinfo.fcb_opaque = NULL;
+		rte_mbuf_ext_refcnt_set(&d->zc_shinfo, 1);
+	} else if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE) {
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
+	}
 	if ((info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) &&
 	    (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_UDP_CKSUM)) {
 		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
@@ -705,7 +729,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	uint64_t inflight = (uint64_t)window * peers;
 	if (inflight > DP_POOL_INFLIGHT_CAP)
 		inflight = DP_POOL_INFLIGHT_CAP;
-	uint64_t nmbufs = inflight + nb_rxd + nb_txd + 2u * DP_BURST +
+	uint64_t nmbufs = inflight + nb_rxd + nb_txd + 3u * DP_BURST +   /* zero copy: 2 per frame */
 			  (uint64_t)DP_POOL_CACHE * (rte_lcore_count() + 1);
 	unsigned pool_n = 1;
 	while (pool_n - 1 < nmbufs)
@@ -717,9 +741,9 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	double mib = (double)pool_n * obj / (1024.0 * 1024.0);
 	fprintf(stderr, "gx dpdk: rank %u port %s (%s) MTU %u: mempool %u mbufs x %u B = %.1f MiB "
 		"(window %u x %u peers%s + %u rx + %u tx descriptors + caches); offloads: tx ip %s, "
-		"tx udp %s\n", o->rank, d->name, d->driver, d->mtu, pool_n, obj, mib, window, peers,
-		(uint64_t)window * peers > DP_POOL_INFLIGHT_CAP ? " (capped)" : "", nb_rxd, nb_txd,
-		d->tx_ip_cksum ? "on" : "off", d->tx_udp_cksum ? "on" : "off");
+		"tx udp %s; tx zero copy %s\n", o->rank, d->name, d->driver, d->mtu, pool_n, obj, mib, window,
+		peers, (uint64_t)window * peers > DP_POOL_INFLIGHT_CAP ? " (capped)" : "", nb_rxd, nb_txd,
+		d->tx_ip_cksum ? "on" : "off", d->tx_udp_cksum ? "on" : "off", d->tx_zc ? "on" : "off");
 	char pname[RTE_MEMPOOL_NAMESIZE];
 	pthread_mutex_lock(&eal_lock);
 	snprintf(pname, sizeof(pname), "gx_dp%u_%u", d->port, pool_seq++);
@@ -843,52 +867,86 @@ static uint32_t dp_max_msg(struct gx_backend *b)
 /* ---------------------------------------------------------------------------------------------
  * Hot path.
  */
+/* Ethernet/IPv4/UDP header for a gx datagram of `glen` bytes to `peer`, at f. */
+static inline void dp_fill_l2l4(struct dp_backend *d, struct rte_mbuf *p, uint8_t *f, uint32_t peer,
+				uint32_t glen)
+{
+	uint32_t flen = (uint32_t)DP_L2L4_LEN + glen;
+
+	memcpy(f, d->peers[peer].hdr, DP_L2L4_LEN);
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(f + RTE_ETHER_HDR_LEN);
+	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
+	ip->total_length = rte_cpu_to_be_16((uint16_t)(flen - RTE_ETHER_HDR_LEN));
+	ip->packet_id = rte_cpu_to_be_16(d->ip_id++);
+	udp->dgram_len = rte_cpu_to_be_16((uint16_t)(glen + sizeof(*udp)));
+	if (d->tx_ip_cksum || d->tx_udp_cksum) {
+		p->l2_len = RTE_ETHER_HDR_LEN;
+		p->l3_len = sizeof(*ip);
+		p->ol_flags |= RTE_MBUF_F_TX_IPV4;
+	}
+	if (d->tx_ip_cksum)
+		p->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
+	else
+		ip->hdr_checksum = rte_ipv4_cksum(ip);
+	if (d->tx_udp_cksum) {
+		p->ol_flags |= RTE_MBUF_F_TX_UDP_CKSUM;
+		udp->dgram_cksum = rte_ipv4_phdr_cksum(ip, p->ol_flags);
+	}
+}
+
+/* Zero copy (tx_zc): the frame is a header mbuf chained to an mbuf that points at the caller's
+ * bytes (rte_pktmbuf_attach_extbuf), so the PMD's own copy into its ring is the only one.  Only for
+ * drivers that copy the frame and free the mbufs before tx_burst returns (af_packet; memif in copy
+ * mode): the caller may rewrite or reuse its buffer at once, as the gx_backend contract allows. */
 static uint16_t dp_tx_burst(struct gx_backend *b, const struct gx_msg *m, uint16_t n)
 {
 	struct dp_backend *d = (struct dp_backend *)b;
-	struct rte_mbuf *mb[DP_BURST];
+	struct rte_mbuf *mb[DP_BURST], *ext[DP_BURST];
 	uint16_t done = 0;
 
 	while (done < n) {
 		uint16_t k = (uint16_t)(n - done) < DP_BURST ? (uint16_t)(n - done) : DP_BURST;
-		uint16_t built = 0;
+		uint16_t built = 0, nzc = 0, next = 0;
 		uint64_t bytes = 0;
 
+		if (d->tx_zc)
+			for (uint16_t i = 0; i < k; i++)
+				nzc = (uint16_t)(nzc + (m[done + i].len >= DP_ZC_MIN_LEN));
 		if (rte_pktmbuf_alloc_bulk(d->pool, mb, k) != 0) {
 			d->c.tx_full++;
 			return done;       /* pool drained by the rings: the caller retries later */
 		}
+		if (nzc && rte_pktmbuf_alloc_bulk(d->pool, ext, nzc) != 0) {
+			rte_pktmbuf_free_bulk(mb, k);
+			d->c.tx_full++;
+			return done;
+		}
 		for (uint16_t i = 0; i < k; i++) {
 			const struct gx_msg *g = &m[done + i];
+			bool zc = d->tx_zc && g->len >= DP_ZC_MIN_LEN;
 			if (g->peer >= b->nranks || !d->peers[g->peer].known || g->len > d->max_msg) {
 				d->tx_dropped++;
+				if (zc)
+					rte_pktmbuf_free(ext[next++]);
 				continue;
 			}
 			struct rte_mbuf *p = mb[built];
-			uint32_t flen = (uint32_t)DP_L2L4_LEN + g->len;
 			uint8_t *f = rte_pktmbuf_mtod(p, uint8_t *);
-			memcpy(f, d->peers[g->peer].hdr, DP_L2L4_LEN);
-			struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(f + RTE_ETHER_HDR_LEN);
-			struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
-			ip->total_length = rte_cpu_to_be_16((uint16_t)(flen - RTE_ETHER_HDR_LEN));
-			ip->packet_id = rte_cpu_to_be_16(d->ip_id++);
-			udp->dgram_len = rte_cpu_to_be_16((uint16_t)(g->len + sizeof(*udp)));
-			memcpy(udp + 1, g->data, g->len);
-			p->data_len = (uint16_t)flen;
-			p->pkt_len = flen;
-			if (d->tx_ip_cksum || d->tx_udp_cksum) {
-				p->l2_len = RTE_ETHER_HDR_LEN;
-				p->l3_len = sizeof(*ip);
-				p->ol_flags |= RTE_MBUF_F_TX_IPV4;
+			dp_fill_l2l4(d, p, f, g->peer, g->len);
+			if (zc) {
+				struct rte_mbuf *x = ext[next++];
+				rte_mbuf_ext_refcnt_update(&d->zc_shinfo, 1);
+				rte_pktmbuf_attach_extbuf(x, g->data, RTE_BAD_IOVA, (uint16_t)g->len, &d->zc_shinfo);
+				x->data_len = (uint16_t)g->len;
+				x->pkt_len = g->len;
+				p->data_len = (uint16_t)DP_L2L4_LEN;
+				p->next = x;
+				p->nb_segs = 2;
+			} else {
+				memcpy(f + DP_L2L4_LEN, g->data, g->len);
+				p->data_len = (uint16_t)(DP_L2L4_LEN + g->len);
 			}
-			if (d->tx_ip_cksum)
-				p->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
-			else
-				ip->hdr_checksum = rte_ipv4_cksum(ip);
-			if (d->tx_udp_cksum) {
-				p->ol_flags |= RTE_MBUF_F_TX_UDP_CKSUM;
-				udp->dgram_cksum = rte_ipv4_phdr_cksum(ip, p->ol_flags);
-			}
+			p->pkt_len = (uint32_t)DP_L2L4_LEN + g->len;
 			bytes += g->len;
 			built++;
 		}
