@@ -11,6 +11,10 @@
  * sum/avg/max, with and without 5 % injected loss; a rank killed mid-allreduce is named in
  * GX_ERR_PEER by every other rank within the peer timeout; a rank waiting for a late peer backs off
  * (uses little CPU).  Inputs span 16 binades, so a different summation order changes the bits.
+ *
+ * `test_allreduce dpdk-af-packet` (root) runs the same checks over DPDK net_af_packet, one
+ * scripts/gx-netns host (namespace) per rank, with the 5 % loss made by the bridge instead of the
+ * fault hooks, plus gx_comm_init (the store and address allgather) over that network.
  */
 #include <errno.h>
 #include <stdarg.h>
