@@ -21,7 +21,7 @@
 #include "gx_time.h"
 #include "gx_transport.h"
 
-#define NET_BURST 32
+#define NET_BURST 64                    /* packets per backend burst: af_packet makes one sendto per burst */
 #define TXQ_SIZE 1024                   /* queued packets (power of two) */
 #define TXQ_CTRL_RESERVE 64             /* kept free for ACKs/heartbeats */
 #define CTRL_SLOTS 128                  /* control packet buffers (power of two) */
