@@ -130,7 +130,8 @@ static void sim_build(struct sim *S, enum gx_allreduce_algo algo, uint32_t n, si
 		CU_ASSERT_EQUAL_FATAL(st, GX_OK);
 		S->nsteps[r] = run.nsteps;
 		S->steps[r] = malloc(sizeof(struct ar_step) * (run.nsteps ? run.nsteps : 1));
-		memcpy(S->steps[r], run.steps, sizeof(struct ar_step) * run.nsteps);
+		if (run.nsteps)
+			memcpy(S->steps[r], run.steps, sizeof(struct ar_step) * run.nsteps);
 		free(S->fake[r].scratch);
 		S->buf[r] = malloc(sizeof(float) * (count ? count : 1));
 	}
