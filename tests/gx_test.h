@@ -8,9 +8,11 @@
 #define GX_TEST_H
 
 #include <CUnit/Basic.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static inline void gx_test_skip(const char *why)
@@ -40,6 +42,25 @@ static inline const char *gx_test_path(char *buf, size_t len, int build, const c
 	const char *root = getenv(build ? "GX_TEST_BUILDDIR" : "GX_TEST_SRCDIR");
 	snprintf(buf, len, "%s/%s", root ? root : ".", rel);
 	return buf;
+}
+
+/* Run a shell command built printf-style (test networks: ip, nft, scripts/gx-netns); a failing command
+ * is printed with its status.  Returns the command's exit status (-1 if it did not exit normally). */
+static inline int gx_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int gx_test_sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	fflush(stdout);
+	int st = system(cmd);
+	int rc = (st == -1 || !WIFEXITED(st)) ? -1 : WEXITSTATUS(st);
+	if (rc != 0)
+		fprintf(stderr, "command failed (%d): %s\n", rc, cmd);
+	return rc;
 }
 
 static inline int gx_test_main(CU_SuiteInfo *suites)

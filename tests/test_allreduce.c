@@ -596,20 +596,6 @@ static void test_sizes(void)
 /* ---- the dpdk test network ------------------------------------------------------------------- */
 #define NET_HOSTS 5
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	int r = system(cmd);
-	if (r != 0)
-		fprintf(stderr, "command failed (%d): %s\n", r, cmd);
-	return r;
-}
 
 /* NET_HOSTS hosts on a bridge whose links drop loss_pct % of the frames they deliver (0: none);
  * rebuilt only when the loss changes.  -1 if gx-netns failed. */
@@ -621,7 +607,7 @@ static int net_up(double loss_pct)
 	if (loss_pct > 0)
 		snprintf(loss, sizeof(loss), " --loss %g", loss_pct);
 	g_hosts = 0;
-	if (sh("timeout 60 %s up -n %d --prefix %s%s >/dev/null", g_netns, NET_HOSTS, g_prefix, loss))
+	if (gx_test_sh("timeout 60 %s up -n %d --prefix %s%s >/dev/null", g_netns, NET_HOSTS, g_prefix, loss))
 		return -1;
 	g_hosts = NET_HOSTS;
 	g_net_loss = loss_pct;
@@ -644,7 +630,7 @@ static void remove_stale_networks(void)
 			continue;
 		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
 			continue;
-		sh("timeout 60 %s down --prefix gxco%ld >/dev/null 2>&1", g_netns, pid);
+		gx_test_sh("timeout 60 %s down --prefix gxco%ld >/dev/null 2>&1", g_netns, pid);
 	}
 	pclose(f);
 }
@@ -660,7 +646,7 @@ static int dpdk_suite_init(void)
 static int dpdk_suite_clean(void)
 {
 	if (g_prefix[0])
-		sh("timeout 60 %s down --prefix %s >/dev/null", g_netns, g_prefix);
+		gx_test_sh("timeout 60 %s down --prefix %s >/dev/null", g_netns, g_prefix);
 	g_hosts = 0;
 	return 0;
 }

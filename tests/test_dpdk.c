@@ -60,20 +60,6 @@ static bool setup_ok;
 /* ---------------------------------------------------------------------------------------------
  * Set-up helpers.
  */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	int rc = system(cmd);
-	if (rc != 0)
-		fprintf(stderr, "test_dpdk: '%s' failed (%d)\n", cmd, rc);
-	return rc;
-}
 
 static int afp_setup(void)
 {
@@ -84,15 +70,15 @@ static int afp_setup(void)
 	snprintf(ifn[0], IFNAMSIZ, "gxdp%da", (int)pid % 1000000);
 	snprintf(ifn[1], IFNAMSIZ, "gxdp%db", (int)pid % 1000000);
 	for (int r = 0; r < 2; r++)
-		if (sh("ip netns add %s", ns[r]) ||
-		    sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+		if (gx_test_sh("ip netns add %s", ns[r]) ||
+		    gx_test_sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
 		       "net.ipv6.conf.default.disable_ipv6=1", ns[r]) ||
-		    sh("ip -n %s link set lo up", ns[r]))
+		    gx_test_sh("ip -n %s link set lo up", ns[r]))
 			return -1;
-	if (sh("ip link add %s netns %s type veth peer name %s netns %s", ifn[0], ns[0], ifn[1], ns[1]))
+	if (gx_test_sh("ip link add %s netns %s type veth peer name %s netns %s", ifn[0], ns[0], ifn[1], ns[1]))
 		return -1;
 	for (int r = 0; r < 2; r++)
-		if (sh("ip -n %s link set %s up", ns[r], ifn[r]))
+		if (gx_test_sh("ip -n %s link set %s up", ns[r], ifn[r]))
 			return -1;
 	return 0;
 }
@@ -100,7 +86,7 @@ static int afp_setup(void)
 static int afp_mtu(uint32_t mtu)
 {
 	for (int r = 0; r < 2; r++)
-		if (sh("ip -n %s link set %s mtu %u", ns[r], ifn[r], mtu))
+		if (gx_test_sh("ip -n %s link set %s mtu %u", ns[r], ifn[r], mtu))
 			return -1;
 	return 0;
 }
@@ -124,9 +110,9 @@ static int suite_clean(void)
 	if (cfg == CFG_AFP) {
 		for (int r = 0; r < 2; r++)
 			if (ns[r][0])
-				sh("ip netns del %s 2>/dev/null", ns[r]);
+				gx_test_sh("ip netns del %s 2>/dev/null", ns[r]);
 	} else if (tmpdir[0]) {
-		sh("rm -rf %s", tmpdir);
+		gx_test_sh("rm -rf %s", tmpdir);
 	}
 	return 0;
 }

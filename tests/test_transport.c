@@ -76,20 +76,6 @@ static void netns_opts(const struct tcfg *c, uint32_t rank, struct gx_transport_
 	o->udp_ip = c->ip[rank];
 }
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	int r = system(cmd);
-	if (r != 0)
-		fprintf(stderr, "command failed (%d): %s\n", r, cmd);
-	return r;
-}
 
 /* Namespaces of this suite carry the pid of the harness that made them (gxtr<pid>a/b, and
  * gxtr<pid>-h0/h1/sw from scripts/gx-netns); remove those whose harness died without cleaning up. */
@@ -112,10 +98,10 @@ static void remove_stale_namespaces(void)
 			continue;               /* its harness still runs (or pid reused): leave it */
 		if (tail[0] == '-') {
 			if (pid != done_pid && netns_script[0])
-				sh("%s down --prefix gxtr%ld >/dev/null 2>&1", netns_script, pid);
+				gx_test_sh("%s down --prefix gxtr%ld >/dev/null 2>&1", netns_script, pid);
 			done_pid = pid;
 		} else if (!strcmp(tail, "a") || !strcmp(tail, "b")) {
-			sh("ip netns del %s 2>/dev/null", name);
+			gx_test_sh("ip netns del %s 2>/dev/null", name);
 		}
 	}
 	pclose(f);
@@ -126,7 +112,7 @@ static void netns_teardown(struct tcfg *c)
 {
 	for (int r = 0; r < 2; r++)
 		if (c->ns[r][0])
-			sh("ip netns del %s 2>/dev/null", c->ns[r]);
+			gx_test_sh("ip netns del %s 2>/dev/null", c->ns[r]);
 }
 
 static void netns_setup(struct tcfg *c)
@@ -140,14 +126,14 @@ static void netns_setup(struct tcfg *c)
 		snprintf(c->ns[r], sizeof(c->ns[r]), "gxtr%d%c", (int)getpid(), 'a' + r);
 		snprintf(c->ip[r], sizeof(c->ip[r]), "10.77.0.%d", r + 1);
 	}
-	int bad = sh("ip netns add %s", c->ns[0]) || sh("ip netns add %s", c->ns[1]) ||
-		  sh("ip link add %s type veth peer name %s", c->ns[0], c->ns[1]);
+	int bad = gx_test_sh("ip netns add %s", c->ns[0]) || gx_test_sh("ip netns add %s", c->ns[1]) ||
+		  gx_test_sh("ip link add %s type veth peer name %s", c->ns[0], c->ns[1]);
 	for (int r = 0; r < 2 && !bad; r++)
-		bad = sh("ip link set %s netns %s", c->ns[r], c->ns[r]) ||
-		      sh("ip -n %s addr add %s/24 dev %s", c->ns[r], c->ip[r], c->ns[r]) ||
-		      sh("ip -n %s link set dev %s up", c->ns[r], c->ns[r]) ||
-		      sh("ip -n %s link set dev lo up", c->ns[r]) ||
-		      sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.disable_ipv6=1", c->ns[r]);
+		bad = gx_test_sh("ip link set %s netns %s", c->ns[r], c->ns[r]) ||
+		      gx_test_sh("ip -n %s addr add %s/24 dev %s", c->ns[r], c->ip[r], c->ns[r]) ||
+		      gx_test_sh("ip -n %s link set dev %s up", c->ns[r], c->ns[r]) ||
+		      gx_test_sh("ip -n %s link set dev lo up", c->ns[r]) ||
+		      gx_test_sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.disable_ipv6=1", c->ns[r]);
 	if (bad) {
 		netns_teardown(c);
 		fprintf(stderr, "FAIL: could not build the test network (see the failing command above)\n");
@@ -175,7 +161,7 @@ static int netns_enter(const struct tcfg *c, uint32_t rank)
 static void lossy_teardown(struct tcfg *c)
 {
 	if (c->prefix[0])
-		sh("%s down --prefix %s >/dev/null", netns_script, c->prefix);
+		gx_test_sh("%s down --prefix %s >/dev/null", netns_script, c->prefix);
 }
 
 static void lossy_setup(struct tcfg *c)
@@ -189,7 +175,7 @@ static void lossy_setup(struct tcfg *c)
 		gx_test_skip("scripts/gx-netns or the built apps/gx-linkemu is missing");
 	remove_stale_namespaces();
 	snprintf(c->prefix, sizeof(c->prefix), "gxtr%d", (int)getpid());
-	if (sh("GX_LINKEMU=%s %s up --prefix %s -n 2 --loss 5 --reorder 5 --dup 1 --seed 7 >/dev/null", emu,
+	if (gx_test_sh("GX_LINKEMU=%s %s up --prefix %s -n 2 --loss 5 --reorder 5 --dup 1 --seed 7 >/dev/null", emu,
 	       netns_script, c->prefix)) {
 		lossy_teardown(c);
 		fprintf(stderr, "FAIL: scripts/gx-netns could not build the lossy network\n");
@@ -257,14 +243,14 @@ static void dpdk_afp_setup(struct tcfg *c)
 		snprintf(c->ns[r], sizeof(c->ns[r]), "gxdp%d%c", (int)getpid() % 10000000, 'a' + r);
 		snprintf(c->ip[r], sizeof(c->ip[r]), "10.78.0.%d", r + 1);
 	}
-	int bad = sh("ip netns add %s", c->ns[0]) || sh("ip netns add %s", c->ns[1]) ||
-		  sh("ip link add %s netns %s type veth peer name %s netns %s", c->ns[0], c->ns[0],
+	int bad = gx_test_sh("ip netns add %s", c->ns[0]) || gx_test_sh("ip netns add %s", c->ns[1]) ||
+		  gx_test_sh("ip link add %s netns %s type veth peer name %s netns %s", c->ns[0], c->ns[0],
 		     c->ns[1], c->ns[1]);
 	for (int r = 0; r < 2 && !bad; r++)
-		bad = sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+		bad = gx_test_sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
 			 "net.ipv6.conf.default.disable_ipv6=1", c->ns[r]) ||
-		      sh("ip -n %s link set dev %s up", c->ns[r], c->ns[r]) ||
-		      sh("ip -n %s link set dev lo up", c->ns[r]);
+		      gx_test_sh("ip -n %s link set dev %s up", c->ns[r], c->ns[r]) ||
+		      gx_test_sh("ip -n %s link set dev lo up", c->ns[r]);
 	if (bad) {
 		netns_teardown(c);
 		fprintf(stderr, "FAIL: could not build the test network (see the failing command above)\n");
@@ -311,7 +297,7 @@ static void dpdk_memif_teardown(struct tcfg *c)
 {
 	(void)c;
 	if (dpdk_memif_dir[0])
-		sh("rm -rf %s", dpdk_memif_dir);
+		gx_test_sh("rm -rf %s", dpdk_memif_dir);
 }
 
 static void dpdk_memif_opts(const struct tcfg *c, uint32_t rank, struct gx_transport_opts *o)
