@@ -136,7 +136,7 @@ struct gx_sq {
 	uint32_t w;               /* bits per code: 2, 4 or 8 for the vector kernels */
 	int offset_binary;        /* 0: code = sign << (w-1) | lvl (qsgd); 1: code = q + smax (fixed) */
 	uint32_t stream;          /* ARS stream of the bucket: its first element's index in the block */
-	uint8_t lut[16];          /* L <= 7: code of q at index q mod 16 (gx_sq_lut; for vector kernels) */
+	uint8_t lut[16];          /* L <= 7: codes by q mod 16 (gx_sq_lut; for vector kernels) */
 	size_t pf;                /* bytes ahead to prefetch: the block's length, so the next block's norm
 	                           * pass finds its data in cache (0 when the input ends sooner) */
 	struct gx_ars ars;        /* round keys of the block's key */
@@ -178,13 +178,16 @@ static inline uint32_t gx_sq_code(const struct gx_sq *s, int32_t q)
 	return q < 0 ? ((1u << (s->w - 1)) | (uint32_t)-q) : (uint32_t)q;
 }
 
-/* The code table of s->lut (unused entries 0). */
+/* The code table of s->lut (unused entries 0): for L <= 7, the code of q at index q mod 16 for q in
+ * [-L, L], and L's code at index L + 1 (so a vector kernel clamps q from below only). */
 static inline void gx_sq_lut(struct gx_sq *s)
 {
 	memset(s->lut, 0, sizeof(s->lut));
-	if (s->smax <= 7)
+	if (s->smax <= 7) {
 		for (int32_t q = -(int32_t)s->smax; q <= (int32_t)s->smax; q++)
 			s->lut[q & 15] = (uint8_t)gx_sq_code(s, q);
+		s->lut[(s->smax + 1) & 15] = (uint8_t)gx_sq_code(s, (int32_t)s->smax);
+	}
 }
 
 static inline int32_t gx_sq_value(uint32_t code, uint32_t w, uint32_t smax, int offset_binary)
@@ -223,9 +226,9 @@ struct gx_kern {
 	void (*enc_u8)(const float *x, size_t n, float mn, float inv, uint8_t *out);
 	void (*dec_u8)(const uint8_t *in, size_t n, float mn, float step, float *out, int acc);
 	/* stochastic quantizer (gx_squant1), codes packed w bits each (w = 2, 4, 8), little-endian bit
-	 * order.  Requires |v f r| < 64 when L < 64 (vector kernels read the level off a float's
-	 * mantissa): qsgd and fixed have r = L / (scale f) with scale >= max|v| (1 - 2^-22), so
-	 * |v f r| <= L + 2^-17 */
+	 * order.  Requires |v f r| <= L + 1/2 when L <= 7 (vector kernels read the level off a
+	 * float's mantissa and clamp only what that allows): qsgd and fixed have r = L / (scale f)
+	 * with scale >= max|v| (1 - 2^-22), so |v f r| <= L + 2^-19 */
 	void (*enc_sq)(const float *x, size_t n, const struct gx_sq *s, uint8_t *out);
 	void (*dec_sq)(const uint8_t *in, size_t n, uint32_t w, uint32_t smax, int offset_binary,
 		       float step, float *out, int acc);

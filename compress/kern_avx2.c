@@ -383,7 +383,7 @@ static const int8_t sq_sel[4][16] __attribute__((aligned(16))) = {
  * place, so the OR of four vectors is 16 levels in order.  For L < 64 (w = 2, 4) t comes from the
  * mantissa of y + 192 (one add instead of cvtps2dq: the same round to nearest even, cheaper on
  * some CPUs); that byte is q + 64, and a 16-byte table indexed by its low nibble (q mod 16) gives
- * the code.  This needs |y| < 64 (see enc_sq in codec_internal.h).  w, ob and scaled are constants at each call site: each variant is its own
+ * the code.  This needs |y| <= L + 1/2 (see enc_sq in codec_internal.h).  w, ob and scaled are constants at each call site: each variant is its own
  * branch-free loop. */
 T2 static inline __attribute__((always_inline)) void sq32(const float *x, uint8_t *out, const __m128i *b,
 							   __m128 vf, __m128 vr, __m128i lut, uint32_t L,
@@ -425,10 +425,12 @@ T2 static inline __attribute__((always_inline)) void sq32(const float *x, uint8_
 		}
 		return;
 	}
-	/* clamping q to [-L, L] here equals clamping t to [-L 2^16, L 2^16] before the add */
+	/* clamping q to [-L, L] here equals clamping t to [-L 2^16, L 2^16] before the add; with
+	 * |y| <= L + 1/2, q is in [-L - 1, L + 1]: the max takes the low side, the table (L + 1 gives
+	 * L's code) the high one */
 	__m128i c[2];
 	for (int h = 0; h < 2; h++) {
-		__m128i v = _mm_max_epu8(_mm_min_epu8(q[h], _mm_set1_epi8((char)(64 + L))), _mm_set1_epi8((char)(64 - L)));
+		__m128i v = _mm_max_epu8(q[h], _mm_set1_epi8((char)(64 - L)));
 		c[h] = _mm_shuffle_epi8(lut, v);   /* bytes < 128: vpshufb indexes by the low nibble */
 	}
 	if (w == 4) {

@@ -828,8 +828,9 @@ static void test_sq_edges_identical(void)
 			gx_codec_destroy(c);
 		}
 	}
-	/* the kernels' contract directly (gx_squant1 for |v f r| < 64): values up to 1.3 L, beyond the
-	 * levels, where only the clamp keeps q in [-L, L], prescaled or not, both code kinds */
+	/* the kernels' contract directly (gx_squant1 for |v f r| <= L + 1/2 when L <= 7): values
+	 * beyond the levels (to L + 0.49, and 1.3 L for L = 127), where only the clamp keeps q in
+	 * [-L, L], prescaled or not, both code kinds */
 	for (size_t p = 0; p < 2; p++) {
 		if (!gx_simd_supported(paths[p]))
 			continue;
@@ -841,11 +842,11 @@ static void test_sq_edges_identical(void)
 					sq.r = (float)sq.smax / (scaled ? 0x1p4f : 2.0f);
 					gx_sq_lut(&sq);
 					gx_ars_init(&sq.ars, 77 + w);
-					float v[100];
+					float v[100], ymax = w == 8 ? 1.3f * 127 : (float)sq.smax + 0.49f;
 					uint8_t oa[100], ob_[100];
-					for (size_t i = 0; i < 100; i++)   /* v f r in [-1.3 L, 1.3 L] */
-						v[i] = ((float)((int)i - 50) / 50.0f * 2.6f + (i % 3 ? 0x1p-19f : 0.0f)) *
-						       (scaled ? 0x1p-61f : 1.0f);
+					for (size_t i = 0; i < 100; i++)   /* v f r in [-ymax, ymax] */
+						v[i] = ((float)((int)i - 50) / 50.0f * ymax * 2.0f / (float)sq.smax +
+							(i % 3 ? 0x1p-19f : 0.0f)) * (scaled ? 0x1p-61f : 1.0f);
 					CU_ASSERT_FATAL(gx_simd_set(GX_SIMD_SCALAR) == GX_OK);
 					gx_kern()->enc_sq(v, 100, &sq, oa);
 					CU_ASSERT_FATAL(gx_simd_set(paths[p]) == GX_OK);
