@@ -58,8 +58,10 @@ static inline float gx_rng_uniform(uint64_t key, uint32_t i)
  * half a cycle.  ARS-5 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11;
  * Intel MKL's ARS5) is five AES rounds over a counter with a Weyl key schedule: counter-based and
  * Crush-resistant.  Block `ctr` of stream `stream` under key k gives four 32-bit values, so value
- * j of a stream is word j mod 4 of block j / 4.  This scalar version is the reference; kernels with
- * AES-NI compute the same bits with _mm_aesenc_si128 / _mm_aesenclast_si128. */
+ * j of a stream is word j mod 4 of block j / 4 (rand-k); consumers that need fewer bits split the
+ * words (the stochastic quantizer takes 16-bit halves, 8 per block: gx_sq_rand16 in
+ * compress/codec_internal.h).  This scalar version is the reference; kernels with AES-NI compute
+ * the same bits with _mm_aesenc_si128 / _mm_aesenclast_si128. */
 #define GX_ARS_ROUNDS 5
 
 /* Round keys of one 64-bit key: rk[r] = (key + r W0, splitmix(key) + r W1) as two 64-bit words. */
