@@ -350,16 +350,15 @@ static gx_status_t rhd_advance(struct ar_run *r)
 	return GX_OK;
 }
 
-/* Flags of chunk k of a step.  The last chunk asks for an immediate ACK, so that the receiver
- * acknowledges before it returns to an application that may not poll again for a long time (an
- * unacknowledged packet would be resent, and after the peer timeout its peer declared dead).  When
- * an engine thread polls between collectives the ACK leaves within the net's ACK delay anyway, or
- * rides on the next collective's packets: no extra ACK packet per step (docs/allreduce.md). */
+/* Flags of chunk k of a step: LAST on the step's last chunk, never GX_F_ACK_REQ.  Its ACK rides on
+ * the next collective's packets or leaves after the net's ACK delay while the receiver polls; a
+ * pause of the application between collectives is not counted by the net's retransmit and peer
+ * clocks (net.c, discount_pause), so an unacknowledged last packet is neither resent nor taken for a
+ * dead peer.  An ACK request cost one extra frame per peer per step (docs/allreduce.md). */
 static uint8_t ar_ack_flags(const struct ar_run *r, const struct ar_step *st, uint32_t k)
 {
-	if (k + 1 != st->send_chunks)
-		return 0;
-	return r->s->idle_polled ? GX_F_LAST : (GX_F_LAST | GX_F_ACK_REQ);
+	(void)r;
+	return k + 1 == st->send_chunks ? GX_F_LAST : 0;
 }
 
 static gx_status_t send_some(struct ar_run *r, int *progressed)

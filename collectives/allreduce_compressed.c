@@ -262,7 +262,7 @@ static gx_status_t send_blocks(struct gx_allreduce_handle *h, struct sh_run *R, 
 		struct gx_tx_desc d = { .coll_id = R->coll_id, .chunk = *k, .step = step,
 					.codec = (uint8_t)gx_codec_id(h->codec), .flags = 0, .aux = 0 };
 		if (*cursor + b.bytes >= len)
-			d.flags = h->s->idle_polled ? GX_F_LAST : (GX_F_LAST | GX_F_ACK_REQ);   /* as ar_ack_flags */
+			d.flags = GX_F_LAST;    /* no ACK_REQ, as ar_ack_flags */
 		if ((st = gx_net_commit(net, peer, &d, b.bytes)) < 0)
 			return st;
 		*cursor += b.bytes;

@@ -15,7 +15,6 @@ static int idle_poll(struct gx_comm *c)
 	struct gx_coll *s = gx_comm_coll_state(c);
 	if (!s)
 		return 0;
-	s->idle_polled = 1;               /* only the engine thread calls this (docs/allreduce.md) */
 	return coll_poll(s, GX_COLL_NONE, NULL, NULL);
 }
 

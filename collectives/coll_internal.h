@@ -30,10 +30,6 @@ struct gx_coll {
 	uint32_t stash_live;      /* records not yet replayed */
 	uint32_t replay_id;       /* collective whose stashed packets the next poll replays (0: none) */
 	struct gx_coll_counters cnt;
-	/* The communicator's engine thread polls between collectives (GX_PROGRESS_THREAD): a DATA
-	 * packet's ACK then leaves within the net's 20 us ACK delay even after the collective ended,
-	 * so no packet needs to ask for an immediate ACK (GX_F_ACK_REQ); see ar_ack_flags(). */
-	int idle_polled;
 	/* scratch reused by every collective: steps + bitmap, and parked early chunks */
 	void *scratch;
 	size_t scratch_cap;

@@ -38,6 +38,8 @@
 #define WINDOW_MIN 64                   /* also the credit granted before the first ACK */
 #define WINDOW_MAX 32768
 #define CLOSE_GRACE_MS 2000
+#define POLL_PAUSE_US 2000              /* a longer gap between two polls is the application's pause,
+					 * not a polling loop's back-off sleep (200 us): not counted */
 #define HOLD_SLOTS 16                   /* fault injection: packets held back for reordering */
 #define DELAY_SLOTS 2048                /* fault injection: received packets held for delay_us */
 
@@ -107,6 +109,7 @@ struct gx_net {
 	uint64_t hz, rto_min, rto_max, ack_idle, ack_delay_max, scan_period, peer_timeout, heartbeat;
 	uint32_t ack_every;
 	uint64_t last_scan, tsc0, ns0;
+	uint64_t last_poll, pause_min;  /* discount_pause() */
 	uint32_t peer_timeout_ms;
 	uint32_t first_psn;
 	gx_status_t sticky;             /* a peer error, returned by every later poll */
@@ -231,7 +234,10 @@ struct gx_net *gx_net_open(const struct gx_transport_opts *o)
 	n->first_psn = o->first_psn;
 	n->peer_timeout = us_to_tsc(n, (uint64_t)n->peer_timeout_ms * 1000);
 	n->heartbeat = n->peer_timeout / 4;
-	n->last_scan = n->tsc0;
+	n->last_scan = n->last_poll = n->tsc0;
+	n->pause_min = us_to_tsc(n, POLL_PAUSE_US);
+	if (n->pause_min > n->peer_timeout / 16)
+		n->pause_min = n->peer_timeout / 16;
 
 	n->fault = o->fault;
 	n->fault_tx = o->fault.drop > 0 || o->fault.dup > 0 || o->fault.reorder > 0;
@@ -993,6 +999,39 @@ static gx_status_t scan(struct gx_net *n, uint64_t now)
 	return st;
 }
 
+static inline void unpause(uint64_t *t, uint64_t from, uint64_t gap, uint64_t now)
+{
+	*t = (int64_t)(*t - from) <= 0 ? *t + gap : now;   /* set during the pause: all of it was */
+}
+
+/* This rank did not poll for a while (the application computed between two collectives): the
+ * time is not held against its peers.  Every reference of the peer clocks (no progress, last heard,
+ * each unacknowledged packet's send times, pending ACKs) moves forward by the pause, so
+ * unacknowledged data ages, times out and is resent only while we poll, and a peer that ACKs our
+ * last packet when its next poll comes is not resent to or declared dead.  This is what lets a
+ * collective's last packet go without GX_F_ACK_REQ in application-driven progress.  Gaps up to
+ * pause_min (2 ms; a sixteenth of the peer timeout at most) count in full, so a polling loop that
+ * sleeps in gx_idle_backoff (200 us) still names a dead peer within the timeout. */
+static void discount_pause(struct gx_net *n, uint64_t now)
+{
+	uint64_t from = n->last_poll, gap = now - from;
+
+	for (uint32_t i = 0; i < n->nconn; i++) {
+		struct peer *p = &n->peer[n->conn[i]];
+		unpause(&p->last_progress_tsc, from, gap, now);
+		unpause(&p->last_rx_tsc, from, gap, now);
+		unpause(&p->ack_since_tsc, from, gap, now);
+		unpause(&p->last_data_tsc, from, gap, now);
+		if (!p->slot)
+			continue;
+		for (uint32_t psn = p->una; psn != p->next_psn; psn++) {
+			struct tx_slot *s = &p->slot[psn & n->wmask];
+			unpause(&s->sent_tsc, from, gap, now);
+			unpause(&s->first_tsc, from, gap, now);
+		}
+	}
+}
+
 static gx_status_t drain_delayed(struct gx_net *n, uint64_t now, gx_deliver_fn fn, void *arg,
 				 int *delivered)
 {
@@ -1018,6 +1057,9 @@ int gx_net_poll(struct gx_net *n, gx_deliver_fn fn, void *arg)
 
 	if (!fn)
 		return gx_error(GX_ERR_INVAL, "gx_net_poll: a deliver function is required (DATA would be lost)");
+	if (now - n->last_poll > n->pause_min)
+		discount_pause(n, now);
+	n->last_poll = now;
 	if (n->txq_len)
 		flush(n, now);
 	uint16_t k = n->ops->rx_burst(n->be, m, NET_BURST);
