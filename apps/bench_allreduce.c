@@ -7,9 +7,14 @@
  * Every rank runs the same command (scripts/gx-run, or GX_RANK/GX_SIZE/GX_STORE, Slurm, mpirun).
  * Rank 0 prints the shared CSV (time = median over -n iterations of the slowest rank's time), then
  * one comment line per rank with its retransmit and drop counters.  -c 1 checks the result of one
- * allreduce per size against exact integer sums; wrong = elements that differ, over all ranks.
+ * allreduce per size: plain, against exact integer sums (wrong = elements that differ, over all
+ * ranks); with a codec, that every rank holds the same bits (wrong = elements whose bits differ
+ * between ranks), and rank 0 prints the relative error against the exact sum as a comment.
+ * Every iteration starts from the same input (restored outside the timed region), so repeated
+ * in-place sums never grow towards Inf.
  */
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -54,23 +59,46 @@ static gx_status_t one(struct ar_bench *B, struct gx_allreduce_handle *h, float 
 	return gx_allreduce(B->c, buf, count, B->op, &B->o);
 }
 
-/* Exact check: x = (rank+1) * (e%7 + 1) sums to n(n+1)/2 * (e%7 + 1), exactly representable. */
+static float input(const struct ar_bench *B, size_t e)
+{
+	return (float)((B->rank + 1) * (e % 7 + 1));
+}
+
+/* x = (rank+1) * (e%7 + 1) sums to n(n+1)/2 * (e%7 + 1), exactly representable.  Plain: every
+ * element must be exact.  Codec: every rank must hold the same bits (max and min over ranks of each
+ * element agree), and the relative error is reported.  scratch holds 2 * count floats. */
 static gx_status_t check(struct ar_bench *B, struct gx_allreduce_handle *h, float *buf, size_t count,
-			 uint64_t *wrong)
+			 float *scratch, uint64_t *wrong, double *relerr)
 {
 	for (size_t e = 0; e < count; e++)
-		buf[e] = (float)((B->rank + 1) * (e % 7 + 1));
+		buf[e] = input(B, e);
 	gx_status_t st = one(B, h, buf, count);
 	if (st < 0)
 		return st;
 	uint64_t bad = 0;
+	double err2 = 0.0, ref2 = 0.0;
 	float tri = (float)(B->n * (B->n + 1) / 2);
 	for (size_t e = 0; e < count; e++) {
 		float want = tri * (float)(e % 7 + 1);
 		if (B->op == GX_OP_AVG)
 			want = want / (float)B->n;
-		if (h ? !(buf[e] > want * 0.9f - 1.0f && buf[e] < want * 1.1f + 1.0f) : buf[e] != want)
+		err2 += ((double)buf[e] - want) * ((double)buf[e] - want);
+		ref2 += (double)want * want;
+		if (!h && buf[e] != want)
 			bad++;
+	}
+	*relerr = ref2 > 0.0 ? sqrt(err2 / ref2) : 0.0;
+	if (h) {
+		float *mx = scratch, *mn = scratch + count;
+		for (size_t e = 0; e < count; e++) {
+			mx[e] = buf[e];
+			mn[e] = -buf[e];
+		}
+		if ((st = gx_allreduce(B->c, mx, count, GX_OP_MAX, NULL)) < 0 ||
+		    (st = gx_allreduce(B->c, mn, count, GX_OP_MAX, NULL)) < 0)
+			return st;
+		for (size_t e = 0; e < count; e++)
+			bad += memcmp(&mx[e], &buf[e], 4) != 0 || -mn[e] != buf[e];
 	}
 	float w = (float)bad;
 	if ((st = gx_allreduce(B->c, &w, 1, GX_OP_SUM, NULL)) < 0)
@@ -163,10 +191,11 @@ int bench_allreduce_main(int argc, char **argv)
 		bench_print_header(stdout);
 	}
 	size_t maxcount = maxb / 4 ? maxb / 4 : 1;
-	float *buf = bench_alloc(maxcount * 4);
+	float *buf = bench_alloc(maxcount * 4), *src = bench_alloc(maxcount * 4);
+	float *scratch = B.codec && do_check ? bench_alloc(maxcount * 8) : NULL;
 	double *t = calloc((size_t)iters, sizeof(double));
 	int rc = 0;
-	if (!buf || !t) {
+	if (!buf || !src || !t || (B.codec && do_check && !scratch)) {
 		fprintf(stderr, "gx-bench allreduce: out of memory for %zu bytes\n", maxcount * 4);
 		rc = 1;
 		goto out;
@@ -177,15 +206,16 @@ int bench_allreduce_main(int argc, char **argv)
 		size_t count = (size_t)bytes_d / 4 ? (size_t)bytes_d / 4 : 1;
 		struct gx_allreduce_handle *h = NULL;
 		uint64_t wrong = 0;
+		double relerr = 0.0;
 		if (B.codec && (st = gx_allreduce_compressed_create(B.c, count, B.codec, NULL, &h)) < 0) {
 			fprintf(stderr, "gx-bench allreduce: --codec %s: %s\n", B.codec, gx_last_error());
 			rc = 2;
 			break;
 		}
-		if (do_check && (st = check(&B, h, buf, count, &wrong)) < 0)
+		if (do_check && (st = check(&B, h, buf, count, scratch, &wrong, &relerr)) < 0)
 			goto failed;
 		for (size_t e = 0; e < count; e++)
-			buf[e] = 1.0f / (float)(B.rank + 1);
+			src[e] = input(&B, e) * 0.125f;
 		/* Warm-up: -w iterations, repeated until --warm-ms have passed on the slowest rank (the
 		 * ranks agree with a max-allreduce, so all run the same collectives).  The first pass
 		 * over the transport's buffers page-faults: over memif ~1060 faults (4 MiB of rings)
@@ -193,9 +223,11 @@ int bench_allreduce_main(int argc, char **argv)
 		 * the median depend on -n. */
 		uint64_t w0 = gx_now_ns();
 		for (;;) {
-			for (long i = 0; i < warm; i++)
+			for (long i = 0; i < warm; i++) {
+				memcpy(buf, src, count * 4);
 				if ((st = one(&B, h, buf, count)) < 0)
 					goto failed;
+			}
 			float more = gx_now_ns() - w0 < (uint64_t)warm_ms * 1000000ull ? 1.0f : 0.0f;
 			if ((st = gx_allreduce(B.c, &more, 1, GX_OP_MAX, NULL)) < 0)
 				goto failed;
@@ -204,6 +236,7 @@ int bench_allreduce_main(int argc, char **argv)
 		}
 		for (long i = 0; i < iters; i++) {
 			/* each iteration is timed on every rank; the slowest rank's time counts */
+			memcpy(buf, src, count * 4);
 			uint64_t t0 = gx_tsc();
 			if ((st = one(&B, h, buf, count)) < 0)
 				goto failed;
@@ -235,6 +268,9 @@ int bench_allreduce_main(int argc, char **argv)
 			r.busbw_GBps = r.algbw_GBps * 2.0 * (B.n - 1) / B.n;
 			r.wrong = wrong;
 			bench_print_row(stdout, &r);
+			if (B.codec && do_check)
+				fprintf(stdout, "# %s %zu bytes: relative error %.3g against the exact sum\n", B.codec,
+					count * 4, relerr);
 		}
 		gx_allreduce_compressed_destroy(h);
 		continue;
@@ -276,6 +312,8 @@ failed:
 out:
 	free(t);
 	bench_free(buf, maxcount * 4);
+	bench_free(src, maxcount * 4);
+	bench_free(scratch, maxcount * 8);
 	gx_comm_destroy(B.c);
 	return rc;
 bad:
