@@ -278,6 +278,7 @@ failed:
 		fprintf(stderr, "gx-bench allreduce: rank %u, %zu bytes: %s: %s\n", B.rank, count * 4,
 			gx_status_str(st), gx_last_error());
 		gx_allreduce_compressed_destroy(h);
+		gx_comm_abort(B.c);
 		rc = 1;
 		break;
 	}

@@ -276,6 +276,18 @@ fail:
 	return NULL;
 }
 
+static gx_status_t abort_on_owner(void *arg)
+{
+	gx_net_abort(gx_comm_net(arg));
+	return GX_OK;
+}
+
+void gx_comm_abort(struct gx_comm *c)
+{
+	if (c && c->net)
+		gx_comm_run(c, abort_on_owner, c);   /* on the thread that owns the net */
+}
+
 void gx_comm_destroy(struct gx_comm *c)
 {
 	if (!c)

@@ -67,6 +67,11 @@ void *gx_comm_coll_state(struct gx_comm *c);
 void gx_comm_set_coll_state(struct gx_comm *c, void *state, void (*free_fn)(void *),
 			    int (*idle_poll)(struct gx_comm *c));
 
+/* Give up on the job: send ABORT to every peer, so their current and next operations fail at once
+ * with GX_ERR_PEER naming this rank instead of after the peer timeout.  Call it before
+ * gx_comm_destroy when a rank stops on an error. */
+void gx_comm_abort(struct gx_comm *c);
+
 /* ---- used by collectives/ (implemented there) ----------------------------------------------
  * Collective ids increase by one per collective, identically on every rank.  gx_coll_poll() runs
  * one gx_net_poll() turn, hands DATA packets of coll_id to fn, and keeps packets of later
