@@ -763,7 +763,9 @@ static void test_idle_backoff(void)
 	double wall_ms = (double)rep.t_ns / 1e6, cpu_ms = (double)rep.cpu_us / 1e3;
 	fprintf(stderr, "waiting rank: %.0f ms wall, %.1f ms CPU\n", wall_ms, cpu_ms);
 	CU_ASSERT(wall_ms >= LATE_MS / 2);
-	CU_ASSERT(cpu_ms < 0.25 * wall_ms);
+	/* Backing off costs 3-6 % of the wait here; a busy poller would burn ~100 %.  Half is the bound:
+	 * far from both, and not hit when other jobs make every wake-up slow (28 % was seen once). */
+	CU_ASSERT(cpu_ms < 0.5 * wall_ms);
 	CU_ASSERT_EQUAL(world_report(&W, 1, &rep, 20000), 0);
 	world_end(&W);
 }
