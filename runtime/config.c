@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gx_config.h"
+#include "gx_transport.h"
 
 enum cfg_type { CFG_STR, CFG_U32, CFG_U16, CFG_INT, CFG_DOUBLE, CFG_U64, CFG_PROGRESS };
 
@@ -68,6 +69,12 @@ static gx_status_t set_value(const struct cfg_entry *e, const char *v, struct gx
 	errno = 0;
 	switch (e->type) {
 	case CFG_STR:
+		/* an unknown transport is a bad flag (exit 2), not a failure at open time */
+		if (e->offset == OFF(tr.backend) && !gx_backend_find(v)) {
+			char why[400];
+			snprintf(why, sizeof(why), "%s", gx_last_error());
+			return gx_error(GX_ERR_INVAL, "%s: %s", origin, why);
+		}
 		*(const char **)p = v;
 		return GX_OK;
 	case CFG_U16:

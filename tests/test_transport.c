@@ -1065,8 +1065,10 @@ static int killed_receiver_side(struct rank_ctx *x, void *arg)
 			const char *e = gx_last_error();
 			fprintf(stderr, "rank 0: after %.0f ms: %s\n", ms, e);
 			CHECK(x, st == GX_ERR_PEER && strstr(e, "peer rank 1 ") != NULL, "wrong error %d: %s", st, e);
-			/* Its last heartbeat came at most a quarter timeout before it died at ~2500 ms. */
-			CHECK(x, ms >= 2500 - PEER_TIMEOUT_MS / 4 - 50 + PEER_TIMEOUT_MS * 0.9 &&
+			/* Its last heartbeat came at most a quarter timeout before it died at ~2500 ms; on a
+			 * lossy network one or two heartbeats in a row may be lost too (5 %: 1 in 8000 for three). */
+			int beats = cfg->lossy_network ? 3 : 1;
+			CHECK(x, ms >= 2500 - beats * PEER_TIMEOUT_MS / 4 - 50 + PEER_TIMEOUT_MS * 0.9 &&
 				 ms <= 2500 + PEER_TIMEOUT_MS + 1200,
 			      "reported at %.0f ms; the peer idled until 2500 ms and died then (timeout %d ms)",
 			      ms, PEER_TIMEOUT_MS);

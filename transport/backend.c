@@ -47,10 +47,12 @@ const struct gx_backend_ops *gx_backend_find(const char *name)
 			}
 			return backends[i];
 		}
-	if (!strcmp(name, "dpdk") || !strcmp(name, "rdma"))
-		gx_error(GX_ERR_NOTSUP, "transport '%s' is not in this build (available: %s); install its "
-			 "development package (libdpdk-dev / libibverbs-dev) and reconfigure with meson",
-			 name, gx_backend_list());
+	if (!strcmp(name, "dpdk"))
+		gx_error(GX_ERR_NOTSUP, "transport 'dpdk' is not in this build (available: %s); install "
+			 "libdpdk-dev and reconfigure with meson (-Ddpdk=enabled)", gx_backend_list());
+	else if (!strcmp(name, "rdma"))
+		gx_error(GX_ERR_NOTSUP, "transport 'rdma' (libibverbs RC queue pairs) is not part of this gx "
+			 "version yet (available: %s)", gx_backend_list());
 	else
 		gx_error(GX_ERR_NOTSUP, "unknown transport '%s' (available: %s); use --transport=NAME",
 			 name, gx_backend_list());
