@@ -333,6 +333,40 @@ static gx_status_t wait_turn(struct gx_coll *s, uint32_t coll_id, gx_deliver_fn 
 	return GX_OK;
 }
 
+/* One phase of the sharded exchange: send every other rank j, starting with the right neighbour so
+ * that owners are not all hit at once, what this phase owes it (phase 0: the encoding of shard j;
+ * phase 1: this owner's encoding), while receiving until *got reaches want. */
+static gx_status_t exchange_phase(struct gx_allreduce_handle *h, struct sh_run *R, uint16_t step,
+				  const uint32_t *got, uint32_t want, uint64_t *start, uint64_t *idle,
+				  uint64_t *chk)
+{
+	uint32_t n = h->n, me = h->rank, dst = 1, k = 0;
+	size_t cursor = 0;
+	gx_status_t st;
+
+	while (dst < n || *got < want) {
+		int progressed = 0, blocked = 0;
+		while (dst < n && !blocked) {
+			uint32_t j = (me + dst) % n, k0 = k;
+			const unsigned char *enc = step == 0 ? h->send + h->send_off[j] : h->srv;
+			size_t len = step == 0 ? h->send_len[j] : h->srv_len;
+			if ((st = send_blocks(h, R, j, step, enc, len, &cursor, &k, &blocked)) < 0)
+				return st;
+			progressed |= k != k0;
+			if (!blocked) {
+				dst++;
+				cursor = 0;
+				k = 0;
+			}
+		}
+		if (dst >= n && *got >= want)
+			break;
+		if ((st = wait_turn(h->s, R->coll_id, sh_deliver, R, progressed, start, idle, chk)) < 0)
+			return st;
+	}
+	return GX_OK;
+}
+
 static gx_status_t run_sharded(struct gx_allreduce_handle *h, float *buf, enum gx_redop op)
 {
 	struct gx_coll *s = h->s;
@@ -368,28 +402,8 @@ static gx_status_t run_sharded(struct gx_allreduce_handle *h, float *buf, enum g
 
 	/* 2. send shard j to owner j, starting with the right neighbour so owners are not hit at once */
 	uint64_t start = 0, idle = 0, chk = 0;
-	uint32_t dst = 1, k = 0;
-	size_t cursor = 0;
-	while (dst < n || R.got0 < R.want0) {
-		int progressed = 0, blocked = 0;
-		while (dst < n && !blocked) {
-			uint32_t j = (me + dst) % n;
-			uint32_t k0 = k;
-			if ((st = send_blocks(h, &R, j, 0, h->send + h->send_off[j], h->send_len[j], &cursor, &k,
-					      &blocked)) < 0)
-				return st;
-			progressed |= k != k0;
-			if (!blocked) {
-				dst++;
-				cursor = 0;
-				k = 0;
-			}
-		}
-		if (dst >= n && R.got0 >= R.want0)
-			break;
-		if ((st = wait_turn(s, R.coll_id, sh_deliver, &R, progressed, &start, &idle, &chk)) < 0)
-			return st;
-	}
+	if ((st = exchange_phase(h, &R, 0, &R.got0, R.want0, &start, &idle, &chk)) < 0)
+		return st;
 
 	/* 3. owner: contributions in rank order, average, server encode with error feedback */
 	ar_shard(h->count, n, me, &off, &cnt);
@@ -423,27 +437,8 @@ static gx_status_t run_sharded(struct gx_allreduce_handle *h, float *buf, enum g
 		return st;
 
 	/* 4. allgather of the owners' encodings */
-	dst = 1;
-	k = 0;
-	cursor = 0;
-	while (dst < n || R.got1 < R.want1) {
-		int progressed = 0, blocked = 0;
-		while (dst < n && !blocked) {
-			uint32_t j = (me + dst) % n, k0 = k;
-			if ((st = send_blocks(h, &R, j, 1, h->srv, h->srv_len, &cursor, &k, &blocked)) < 0)
-				return st;
-			progressed |= k != k0;
-			if (!blocked) {
-				dst++;
-				cursor = 0;
-				k = 0;
-			}
-		}
-		if (dst >= n && R.got1 >= R.want1)
-			break;
-		if ((st = wait_turn(s, R.coll_id, sh_deliver, &R, progressed, &start, &idle, &chk)) < 0)
-			return st;
-	}
+	if ((st = exchange_phase(h, &R, 1, &R.got1, R.want1, &start, &idle, &chk)) < 0)
+		return st;
 	gx_net_flush(s->net);
 	return GX_OK;
 }

@@ -8,10 +8,13 @@
 #define GX_TEST_H
 
 #include <CUnit/Basic.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,6 +64,21 @@ static inline int gx_test_sh(const char *fmt, ...)
 	if (rc != 0)
 		fprintf(stderr, "command failed (%d): %s\n", rc, cmd);
 	return rc;
+}
+
+/* A TCP port on 127.0.0.1 that nobody listens on right now (bound, then released). */
+static inline uint16_t gx_test_free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		return 0;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || getsockname(fd, (struct sockaddr *)&sa, &sl))
+		sa.sin_port = 0;
+	close(fd);
+	return ntohs(sa.sin_port);
 }
 
 static inline int gx_test_main(CU_SuiteInfo *suites)

@@ -239,17 +239,6 @@ static void test_app_progress(void)
 }
 
 /* ---- N ranks over udp ---------------------------------------------------------------------- */
-static uint16_t free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t sl = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	getsockname(fd, (struct sockaddr *)&sa, &sl);
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
 struct exchange {
 	struct gx_comm *c;
 	uint32_t got[8];        /* value received from each peer, 0 = nothing yet */
@@ -356,7 +345,7 @@ static void run_ranks(int n, enum gx_progress prog)
 	char store[64];
 	pid_t pids[8];
 
-	snprintf(store, sizeof(store), "127.0.0.1:%u", free_port());
+	snprintf(store, sizeof(store), "127.0.0.1:%u", gx_test_free_port());
 	for (int r = 0; r < n; r++)
 		if ((pids[r] = fork()) == 0)
 			_exit(rank_main(r, n, store, prog));

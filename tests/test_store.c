@@ -35,18 +35,6 @@ static struct gx_store_server *start_server(char *addr, size_t len)
 	return s;
 }
 
-/* A port nobody listens on right now (bound then released). */
-static uint16_t free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t sl = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	getsockname(fd, (struct sockaddr *)&sa, &sl);
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
 /* ---- store semantics ------------------------------------------------------------------------ */
 static void test_set_get_add(void)
 {
@@ -288,7 +276,7 @@ static void test_connect_backoff(void)
 	pthread_t th;
 	char buf[64];
 
-	snprintf(l.addr, sizeof(l.addr), "127.0.0.1:%u", free_port());
+	snprintf(l.addr, sizeof(l.addr), "127.0.0.1:%u", gx_test_free_port());
 	/* nobody listens: a clear timeout naming the address, after about the time asked for */
 	uint64_t t0 = gx_now_ns();
 	CU_ASSERT_PTR_NULL(gx_store_connect(l.addr, 200));
