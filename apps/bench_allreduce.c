@@ -173,7 +173,7 @@ int bench_allreduce_main(int argc, char **argv)
 		return 2;
 	}
 
-	if (!(B.c = gx_comm_init(&co))) {
+	if (gx_comm_create(&co, &B.c) < 0) {
 		fprintf(stderr, "gx-bench allreduce: %s\n", gx_last_error());
 		return 1;
 	}
@@ -290,8 +290,7 @@ failed:
 		struct gx_peer_counters pc;
 		struct gx_coll_counters cc = { 0 };
 		gx_net_peer_counters(gx_comm_net(B.c), GX_PEER_ANY, &pc);
-		if (gx_comm_coll_state(B.c))
-			gx_coll_get_counters(gx_comm_coll_state(B.c), &cc);
+		gx_comm_coll_counters(B.c, &cc);
 		if (cnt) {
 			float *m = cnt + NC * B.rank;
 			m[0] = (float)pc.retransmitted;

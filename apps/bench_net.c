@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "gx_backend.h"
 #include "gx_comm.h"
 #include "gx_config.h"
 #include "gx_time.h"
@@ -109,15 +110,19 @@ static uint64_t thread_cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static gx_status_t on_packet(void *arg, uint32_t peer, const struct gx_hdr *h, const void *p, uint32_t len)
+static gx_status_t on_packet(void *arg, uint32_t peer, const struct gx_desc *h, const void *p, uint32_t len)
 {
 	struct nb *B = arg;
 	(void)peer;
 
-	if (h->type == GX_PKT_RAW) {
-		/* A late raw end-of-phase marker: echo it so rank 0 can stop retrying. */
-		if ((h->flags & GX_F_LAST) && B->rank == 1) {
-			struct gx_msg m = { .peer = B->peer, .len = (uint32_t)sizeof(*h) + len, .data = (void *)h };
+	if (h->flags & GX_DESC_RAW) {
+		/* A late raw end-of-phase marker: echo it so rank 0 can stop retrying (aux carries the
+		 * marker's psn, which rank 0 waits for). */
+		if ((h->flags & GX_DESC_LAST) && B->rank == 1) {
+			struct gx_hdr e = { .magic = GX_MAGIC, .version = GX_WIRE_VERSION, .type = GX_PKT_RAW,
+					    .flags = GX_F_LAST, .src_rank = (uint16_t)B->rank,
+					    .job_id = B->job_id, .psn = h->aux, .aux = h->aux };
+			struct gx_msg m = { .peer = B->peer, .len = (uint32_t)sizeof(e), .data = &e };
 			B->be->ops->tx_burst(B->be, &m, 1);
 		}
 		return GX_OK;
@@ -183,7 +188,7 @@ static gx_status_t send_msg(struct nb *B, uint32_t coll, uint64_t bytes, const v
 		uint32_t len = bytes - off < B->payload ? (uint32_t)(bytes - off) : B->payload;
 		if (content)
 			memcpy(b, (const uint8_t *)content + off, len);
-		struct gx_tx_desc d = { .coll_id = coll, .chunk = chunk++ };
+		struct gx_desc d = { .coll_id = coll, .chunk = chunk++ };
 		if ((st = gx_net_commit(B->n, B->peer, &d, len)) < 0)
 			return st;
 		off += len;
@@ -297,7 +302,7 @@ static gx_status_t pingpong_raw(struct nb *B, uint64_t bytes)
 	}
 	for (uint32_t it = 0; it < total + 50; it++) {
 		bool end = it >= total;
-		h->psn = it;
+		h->psn = h->aux = it;      /* aux: what the net hands a late marker's reader */
 		h->flags = end ? GX_F_LAST : 0;
 		uint64_t t0 = gx_tsc();
 		if (B->be->ops->tx_burst(B->be, &out, 1) != 1) {
@@ -583,7 +588,7 @@ static int net_main(int argc, char **argv, bool stream)
 	B.iters = (uint32_t)iters;
 	B.warm = (uint32_t)warm;
 
-	if (!(B.c = gx_comm_init(&co))) {
+	if (gx_comm_create(&co, &B.c) < 0) {
 		fprintf(stderr, "gx-bench %s: %s\n", mode, gx_last_error());
 		return 1;
 	}

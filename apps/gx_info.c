@@ -1,7 +1,9 @@
 /* gx-info: what this machine and this build offer gx: the topology (hwloc), NICs and their NUMA
  * nodes, DPDK ports (only with --dpdk-eal: EAL initialisation has side effects), verbs devices, the
  * core the engine would pick for the given transport settings, and the transports built in.
- * Takes the runtime settings of gx_config.h (--transport, --udp-ip, --dpdk-port, ...). */
+ * Takes the runtime settings of gx_config.h (--transport, --udp-ip, --dpdk-port, ...); the NIC is
+ * the one the transport names once created (a world of one rank). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +12,23 @@
 #include "gx_build_config.h"
 #include "gx_config.h"
 #include "gx_topology.h"
-#include "gx_transport.h"
+#include "gx_net.h"
+
+/* The value a backend setting was given (NULL: not given). */
+static const char *setting(const struct gx_transport_opts *o, const char *name)
+{
+	for (uint32_t i = 0; i < o->nsettings; i++)
+		if (!strcmp(o->settings[i].name, name))
+			return o->settings[i].value;
+	return NULL;
+}
 
 #if GX_HAVE_RDMA
 #include <infiniband/verbs.h>
 #endif
 #if GX_HAVE_DPDK
 #include <rte_eal.h>
+#include <rte_errno.h>
 #include <rte_ethdev.h>
 #endif
 
@@ -60,7 +72,8 @@ static int print_dpdk(const char *eal)
 	for (char *t = strtok_r(copy, " ", &save); t && n < 63; t = strtok_r(NULL, " ", &save))
 		args[n++] = t;
 	args[n] = NULL;
-	if (rte_eal_init(n, args) < 0) {
+	int own = 1;
+	if (rte_eal_init(n, args) < 0 && !(own = 0) && rte_errno != EALREADY) {
 		printf("DPDK ports: EAL initialisation failed with '%s' (try --dpdk-eal \"--no-huge "
 		       "--no-shconf --no-pci --vdev=net_af_packet0,iface=IF\")\n", eal);
 		free(copy);
@@ -76,7 +89,8 @@ static int print_dpdk(const char *eal)
 		printf("  port %u: %s  mac " RTE_ETHER_ADDR_PRT_FMT "  NUMA socket %d\n", port, name,
 		       RTE_ETHER_ADDR_BYTES(&mac), rte_eth_dev_socket_id(port));
 	}
-	rte_eal_cleanup();
+	if (own)
+		rte_eal_cleanup();
 	free(copy);
 	return 0;
 #else
@@ -104,24 +118,36 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gx-info: unknown argument '%s' (see gx-info --help)\n", argv[1]);
 		return 2;
 	}
+	/* The engine's core: the device comes from the transport itself, so create it (one rank). */
+	struct gx_boot b;
+	struct gx_net *net = NULL;
+	char dev[64] = "", why[600] = "";
+	int local_rank = -1, is_pci = 0;
+	if (gx_bootstrap_resolve(&o, &b) == GX_OK)
+		local_rank = b.local_rank;
+	struct gx_transport_opts tr = o.tr;
+	tr.rank = 0;
+	tr.nranks = 1;
+	if (gx_net_create(&tr, &net) < 0)
+		snprintf(why, sizeof(why), " (transport %s not created: %s)", o.tr.backend, gx_last_error());
+	else if (gx_net_device(net, dev, sizeof(dev), &is_pci) < 0)
+		dev[0] = '\0';
+
 	printf("gx %s\n", GX_VERSION);
 	gx_topo_print(stdout);
 	print_verbs();
-	if (o.tr.dpdk_eal && *o.tr.dpdk_eal)
-		print_dpdk(o.tr.dpdk_eal);
+	const char *eal = setting(&o.tr, "dpdk-eal");
+	if (eal && *eal)
+		print_dpdk(eal);
 	else
 		printf("DPDK ports: %s\n", GX_HAVE_DPDK ? "not probed (pass --dpdk-eal \"...\" to "
 		       "initialise the EAL and list them)" : "not built with DPDK");
-
-	struct gx_boot b;
-	int local_rank = -1;
-	if (gx_bootstrap_resolve(&o, &b) == GX_OK)
-		local_rank = b.local_rank;
-	if (gx_topo_pick_core(&o.tr, local_rank, &ch) == GX_OK)
-		printf("engine core (transport %s%s%s): %s\n", o.tr.backend,
-		       ch.nic[0] ? ", NIC " : "", ch.nic, ch.why);
+	if (gx_topo_pick_core(dev, is_pci, local_rank, &ch) == GX_OK)
+		printf("engine core (transport %s%s%s): %s%s\n", o.tr.backend,
+		       ch.nic[0] ? ", NIC " : "", ch.nic, ch.why, why);
 	else
 		printf("engine core: cannot choose: %s\n", gx_last_error());
-	printf("transports built: %s\n", gx_backend_list());
+	printf("transports built: %s\n", gx_transport_list());
+	gx_net_destroy(net);
 	return 0;
 }

@@ -1,5 +1,5 @@
 /* gx-store: the rendezvous store as a program of its own, for jobs where rank 0 should not serve it
- * (GX_STORE_EXTERNAL=1 on every rank, GX_STORE=<this host>:<port>).  docs/runtime.md. */
+ * (GX_STORE_SERVE=0 on every rank, GX_STORE=<this host>:<port>).  docs/runtime.md. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -77,8 +77,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	snprintf(addr, sizeof(addr), "%s:%lu", host, port);
-	struct gx_store_server *s = gx_store_server_start(addr, (uint32_t)timeout);
-	if (!s) {
+	struct gx_store_server *s;
+	if (gx_store_server_create(addr, (uint32_t)timeout, &s) < 0) {
 		fprintf(stderr, "gx-store: %s\n", gx_last_error());
 		return 1;
 	}
@@ -96,6 +96,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gx-store: %s, stopping\n", strsignal(sig));
 	else
 		fprintf(stderr, "gx-store: no client for %lu ms, stopping\n", timeout);
-	gx_store_server_stop(s, 0);
+	gx_store_server_destroy(s, 0);
 	return 0;
 }

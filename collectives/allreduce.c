@@ -265,7 +265,7 @@ static gx_status_t apply(struct ar_run *r, struct ar_step *st, uint32_t k, const
 	return s;
 }
 
-static gx_status_t ar_deliver(void *arg, uint32_t peer, const struct gx_hdr *h, const void *p, uint32_t len)
+static gx_status_t ar_deliver(void *arg, uint32_t peer, const struct gx_desc *h, const void *p, uint32_t len)
 {
 	struct ar_run *r = arg;
 	uint32_t g = h->step, k = h->chunk;
@@ -350,7 +350,7 @@ static gx_status_t rhd_advance(struct ar_run *r)
 	return GX_OK;
 }
 
-/* Flags of chunk k of a step: LAST on the step's last chunk, never GX_F_ACK_REQ.  Its ACK rides on
+/* Flags of chunk k of a step: LAST on the step's last chunk, never GX_DESC_ACK_REQ.  Its ACK rides on
  * the next collective's packets or leaves after the net's ACK delay while the receiver polls; a
  * pause of the application between collectives is not counted by the net's retransmit and peer
  * clocks (net.c, discount_pause), so an unacknowledged last packet is neither resent nor taken for a
@@ -358,7 +358,7 @@ static gx_status_t rhd_advance(struct ar_run *r)
 static uint8_t ar_ack_flags(const struct ar_run *r, const struct ar_step *st, uint32_t k)
 {
 	(void)r;
-	return k + 1 == st->send_chunks ? GX_F_LAST : 0;
+	return k + 1 == st->send_chunks ? GX_DESC_LAST : 0;
 }
 
 static gx_status_t send_some(struct ar_run *r, int *progressed)
@@ -389,7 +389,7 @@ static gx_status_t send_some(struct ar_run *r, int *progressed)
 		size_t o, c;
 		chunk_range(r, st->send_off, st->send_cnt, k, &o, &c);
 		uint32_t len = r->ops->pack(r, p, r->buf + o * r->esz, c);
-		struct gx_tx_desc d = {
+		struct gx_desc d = {
 			.coll_id = r->coll_id,
 			.chunk = k,
 			.step = (uint16_t)r->send_g,
@@ -580,7 +580,7 @@ gx_status_t gx_coll_allreduce(struct gx_coll *s, float *buf, size_t count, enum 
 	enum gx_allreduce_algo algo = opts ? opts->algo : GX_ALLREDUCE_AUTO;
 
 	if (!s)
-		return gx_error(GX_ERR_INVAL, "allreduce: collective state is NULL (gx_coll_open)");
+		return gx_error(GX_ERR_INVAL, "allreduce: collective state is NULL (gx_coll_create)");
 	if (algo == GX_ALLREDUCE_AUTO)
 		algo = gx_allreduce_choose(count * 4, s->size, opts);
 	if (algo != GX_ALLREDUCE_RING && algo != GX_ALLREDUCE_RHD)

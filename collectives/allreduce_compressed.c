@@ -1,6 +1,6 @@
 /* allreduce_compressed.c: allreduce through a codec, with error feedback.
  *
- * sharded-ef (any codec; algorithms.md §2c C1 + C2, DoubleSqueeze / 1-bit Adam):
+ * sharded-ef (any codec; docs/algorithms.md §2c C1 + C2, DoubleSqueeze / 1-bit Adam):
  *   step 0  every rank encodes shard j of g + e_w (worker residual of shard j) and sends it to
  *           shard owner j (its own shard stays local);
  *           the owner decodes the n contributions in rank order 0..n-1 into its shard, divides by n
@@ -189,7 +189,7 @@ gx_status_t gx_allreduce_compressed_create(struct gx_comm *c, size_t count, cons
 					   struct gx_allreduce_handle **out)
 {
 	if (!c)
-		return gx_error(GX_ERR_INVAL, "compressed allreduce: communicator is NULL (gx_comm_init)");
+		return gx_error(GX_ERR_INVAL, "compressed allreduce: communicator is NULL (gx_comm_create)");
 	return handle_new(c, NULL, gx_comm_net(c), count, codec_spec, o, out);
 }
 
@@ -197,7 +197,7 @@ gx_status_t gx_coll_compressed_create(struct gx_coll *s, size_t count, const cha
 				      const struct gx_compressed_opts *o, struct gx_allreduce_handle **out)
 {
 	if (!s)
-		return gx_error(GX_ERR_INVAL, "compressed allreduce: collective state is NULL (gx_coll_open)");
+		return gx_error(GX_ERR_INVAL, "compressed allreduce: collective state is NULL (gx_coll_create)");
 	return handle_new(NULL, s, s->net, count, codec_spec, o, out);
 }
 
@@ -259,10 +259,10 @@ static gx_status_t send_blocks(struct gx_allreduce_handle *h, struct sh_run *R, 
 			return st;
 		}
 		memcpy(p, enc + *cursor, b.bytes);
-		struct gx_tx_desc d = { .coll_id = R->coll_id, .chunk = *k, .step = step,
+		struct gx_desc d = { .coll_id = R->coll_id, .chunk = *k, .step = step,
 					.codec = (uint8_t)gx_codec_id(h->codec), .flags = 0, .aux = 0 };
 		if (*cursor + b.bytes >= len)
-			d.flags = GX_F_LAST;    /* no ACK_REQ, as ar_ack_flags */
+			d.flags = GX_DESC_LAST;    /* no ACK_REQ, as ar_ack_flags */
 		if ((st = gx_net_commit(net, peer, &d, b.bytes)) < 0)
 			return st;
 		*cursor += b.bytes;
@@ -271,7 +271,7 @@ static gx_status_t send_blocks(struct gx_allreduce_handle *h, struct sh_run *R, 
 	return GX_OK;
 }
 
-static gx_status_t sh_deliver(void *arg, uint32_t peer, const struct gx_hdr *h_, const void *p, uint32_t len)
+static gx_status_t sh_deliver(void *arg, uint32_t peer, const struct gx_desc *h_, const void *p, uint32_t len)
 {
 	struct sh_run *R = arg;
 	struct gx_allreduce_handle *h = R->h;

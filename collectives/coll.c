@@ -14,7 +14,7 @@ struct stash_rec {
 	uint32_t peer, len;
 	uint32_t live;
 	uint32_t pad;
-	struct gx_hdr hdr;
+	struct gx_desc desc;
 };
 
 static size_t rec_size(uint32_t len)
@@ -37,30 +37,28 @@ gx_status_t coll_grow(void **p, size_t *cap, size_t need)
 	return GX_OK;
 }
 
-struct gx_coll *gx_coll_open(struct gx_net *net)
+gx_status_t gx_coll_create(struct gx_net *net, struct gx_coll **out)
 {
-	if (!net) {
-		gx_error(GX_ERR_INVAL, "gx_coll_open: net is NULL (open it with gx_net_open first)");
-		return NULL;
-	}
+	*out = NULL;
+	if (!net)
+		return gx_error(GX_ERR_INVAL, "gx_coll_create: net is NULL (create it with gx_net_create first)");
 	struct gx_coll *s = calloc(1, sizeof(*s));
-	if (!s) {
-		gx_error(GX_ERR_NOMEM, "gx_coll_open: out of memory");
-		return NULL;
-	}
+	if (!s)
+		return gx_error(GX_ERR_NOMEM, "gx_coll_create: out of memory");
 	s->net = net;
 	s->rank = gx_net_rank(net);
 	s->size = gx_net_nranks(net);
 	s->stash_limit = STASH_LIMIT;
 	if (coll_grow(&s->scratch, &s->scratch_cap, 4096) < 0 ||
 	    coll_grow((void **)&s->stash, &s->stash_cap, 16384) < 0) {
-		gx_coll_close(s);
-		return NULL;
+		gx_coll_destroy(s);
+		return GX_ERR_NOMEM;
 	}
-	return s;
+	*out = s;
+	return GX_OK;
 }
 
-void gx_coll_close(struct gx_coll *s)
+void gx_coll_destroy(struct gx_coll *s)
 {
 	if (!s)
 		return;
@@ -97,7 +95,7 @@ struct route {
 	void *arg;
 };
 
-static gx_status_t stash_put(struct gx_coll *s, uint32_t peer, const struct gx_hdr *h,
+static gx_status_t stash_put(struct gx_coll *s, uint32_t peer, const struct gx_desc *h,
 			     const void *payload, uint32_t len)
 {
 	size_t need = s->stash_len + rec_size(len);
@@ -114,7 +112,7 @@ static gx_status_t stash_put(struct gx_coll *s, uint32_t peer, const struct gx_h
 	r->peer = peer;
 	r->len = len;
 	r->live = 1;
-	r->hdr = *h;
+	r->desc = *h;
 	memcpy(r + 1, payload, len);
 	s->stash_len = need;
 	s->stash_live++;
@@ -122,7 +120,7 @@ static gx_status_t stash_put(struct gx_coll *s, uint32_t peer, const struct gx_h
 	return GX_OK;
 }
 
-static gx_status_t route_deliver(void *arg, uint32_t peer, const struct gx_hdr *h,
+static gx_status_t route_deliver(void *arg, uint32_t peer, const struct gx_desc *h,
 				 const void *payload, uint32_t len)
 {
 	struct route *rt = arg;
@@ -145,11 +143,11 @@ static int stash_replay(struct gx_coll *s, uint32_t coll_id, gx_deliver_fn fn, v
 	for (size_t o = 0; o < s->stash_len;) {
 		struct stash_rec *r = (struct stash_rec *)(s->stash + o);
 		o += rec_size(r->len);
-		if (!r->live || r->hdr.coll_id != coll_id)
+		if (!r->live || r->desc.coll_id != coll_id)
 			continue;
 		r->live = 0;
 		s->stash_live--;
-		gx_status_t st = fn(arg, r->peer, &r->hdr, r + 1, r->len);
+		gx_status_t st = fn(arg, r->peer, &r->desc, r + 1, r->len);
 		if (st < 0)
 			return st;
 		delivered++;

@@ -3,11 +3,11 @@
 #include <string.h>
 
 #include "coll_internal.h"
-#include "gx_comm.h"
+#include "comm_layer.h"
 
 static void state_free(void *p)
 {
-	gx_coll_close(p);
+	gx_coll_destroy(p);
 }
 
 static int idle_poll(struct gx_comm *c)
@@ -24,22 +24,19 @@ struct gx_coll *coll_comm_state(struct gx_comm *c)
 
 	if (s)
 		return s;
-	if (!(s = gx_coll_open(gx_comm_net(c))))
+	if (gx_coll_create(gx_comm_net(c), &s) < 0)
 		return NULL;
 	gx_comm_set_coll_state(c, s, state_free, idle_poll);
 	return s;
 }
 
-uint32_t gx_coll_begin(struct gx_comm *c)
+void gx_comm_coll_counters(struct gx_comm *c, struct gx_coll_counters *out)
 {
-	struct gx_coll *s = coll_comm_state(c);
-	return s ? coll_begin(s) : GX_COLL_NONE;
-}
+	struct gx_coll *s = gx_comm_coll_state(c);
 
-int gx_coll_poll(struct gx_comm *c, uint32_t coll_id, gx_deliver_fn fn, void *arg)
-{
-	struct gx_coll *s = coll_comm_state(c);
-	return s ? coll_poll(s, coll_id, fn, arg) : GX_ERR_NOMEM;
+	memset(out, 0, sizeof(*out));
+	if (s)
+		gx_coll_get_counters(s, out);
 }
 
 struct ar_args {
@@ -66,6 +63,6 @@ gx_status_t gx_allreduce(struct gx_comm *c, float *buf, size_t count, enum gx_re
 	struct ar_args a = { c, buf, count, op, opts };
 
 	if (!c)
-		return gx_error(GX_ERR_INVAL, "gx_allreduce: communicator is NULL (gx_comm_init)");
+		return gx_error(GX_ERR_INVAL, "gx_allreduce: communicator is NULL (gx_comm_create)");
 	return gx_comm_run(c, run_allreduce, &a);
 }

@@ -15,10 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "comm_layer.h"
 #include "gx_collectives.h"
-#include "gx_comm.h"
 
 #define AR_NO_PEER UINT32_MAX
+#define GX_COLL_NONE 0u              /* coll_id of no collective (ids start at 1) */
 
 struct gx_coll {
 	struct gx_net *net;
@@ -86,7 +87,7 @@ struct ar_run {
 	size_t count, esz;                /* elements, bytes per element */
 	uint32_t epp;                     /* elements per packet */
 	uint32_t slot;                    /* bytes of one parked chunk (payload max) */
-	uint8_t codec;                    /* gx_hdr codec byte */
+	uint8_t codec;                    /* the packet descriptor's codec byte */
 	enum gx_redop op;
 	const struct ar_ops *ops;
 	void *ops_arg;

@@ -25,8 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gx_api.h"
+#include "gx_net.h"
 #include "gx_status.h"
-#include "gx_transport.h"
 
 struct gx_comm;
 struct gx_coll;
@@ -48,23 +49,23 @@ struct gx_allreduce_opts {
 	size_t rhd_max_bytes;     /* auto: rhd up to this many bytes, ring above (0: built-in crossover) */
 };
 
-void gx_allreduce_opts_default(struct gx_allreduce_opts *o);
+GX_API void gx_allreduce_opts_default(struct gx_allreduce_opts *o);
 /* "auto", "ring", "rhd" <-> enum; parse returns GX_ERR_INVAL naming the valid choices. */
-gx_status_t gx_allreduce_algo_parse(const char *s, enum gx_allreduce_algo *out);
-const char *gx_allreduce_algo_name(enum gx_allreduce_algo a);
+GX_API gx_status_t gx_allreduce_algo_parse(const char *s, enum gx_allreduce_algo *out);
+GX_API const char *gx_allreduce_algo_name(enum gx_allreduce_algo a);
 /* The algorithm auto picks for this size and rank count. */
-enum gx_allreduce_algo gx_allreduce_choose(size_t bytes, uint32_t nranks, const struct gx_allreduce_opts *o);
+GX_API enum gx_allreduce_algo gx_allreduce_choose(size_t bytes, uint32_t nranks, const struct gx_allreduce_opts *o);
 
 /* In-place allreduce of buf[0..count) on every rank of c (same count, op and algorithm everywhere).
  * opts may be NULL.  A rank that dies or stalls is named in the error (GX_ERR_PEER) within the
  * transport's peer timeout. */
-gx_status_t gx_allreduce(struct gx_comm *c, float *buf, size_t count, enum gx_redop op,
+GX_API gx_status_t gx_allreduce(struct gx_comm *c, float *buf, size_t count, enum gx_redop op,
 			 const struct gx_allreduce_opts *opts);
 
 /* ---- compressed allreduce (persistent per buffer) -------------------------------------------
  * Any codec (compress/gx_codec.h spec string).  Summable codecs (fp16, bf16, randk:...,shared-seed,
  * none) run the ring over encoded blocks and add them without decoding.  Every other codec runs the
- * sharded two-sided scheme (DoubleSqueeze / 1-bit Adam, algorithms.md §2c C1/C2): each rank encodes
+ * sharded two-sided scheme (DoubleSqueeze / 1-bit Adam, docs/algorithms.md §2c C1/C2): each rank encodes
  * shard j of its buffer with worker error feedback and sends it to shard owner j, the owner decodes
  * the n contributions in rank order, adds its server residual, re-encodes with server error feedback
  * and sends the result to all; every rank decodes the same blocks, so all end bit-identical.
@@ -77,29 +78,29 @@ struct gx_compressed_opts {
 	uint64_t seed;            /* stochastic codecs and THC rounding/rotation (same on every rank) */
 	int error_feedback;       /* 1 (default): worker + server residuals; 0: none */
 };
-void gx_compressed_opts_default(struct gx_compressed_opts *o);
+GX_API void gx_compressed_opts_default(struct gx_compressed_opts *o);
 
 /* A handle for buffers of `count` floats compressed with `codec_spec`; holds the residuals
  * (worker: count floats; server: the owned shard) across calls.  Collective only in use. */
-gx_status_t gx_allreduce_compressed_create(struct gx_comm *c, size_t count, const char *codec_spec,
+GX_API gx_status_t gx_allreduce_compressed_create(struct gx_comm *c, size_t count, const char *codec_spec,
 					   const struct gx_compressed_opts *o,
 					   struct gx_allreduce_handle **out);
-gx_status_t gx_allreduce_compressed(struct gx_allreduce_handle *h, float *buf, enum gx_redop op);
-void gx_allreduce_compressed_destroy(struct gx_allreduce_handle *h);
+GX_API gx_status_t gx_allreduce_compressed(struct gx_allreduce_handle *h, float *buf, enum gx_redop op);
+GX_API void gx_allreduce_compressed_destroy(struct gx_allreduce_handle *h);
 
 /* Residuals after the last call (for checks and checkpointing): the worker residual of all count
  * elements (NULL when not kept), and the server residual of the owned element range [*off, *off+*n). */
-const float *gx_allreduce_worker_residual(const struct gx_allreduce_handle *h);
-const float *gx_allreduce_server_residual(const struct gx_allreduce_handle *h, size_t *off, size_t *n);
+GX_API const float *gx_allreduce_worker_residual(const struct gx_allreduce_handle *h);
+GX_API const float *gx_allreduce_server_residual(const struct gx_allreduce_handle *h, size_t *off, size_t *n);
 /* Which path the handle runs: "sharded-ef", "ring-summable", "thc". */
-const char *gx_allreduce_compressed_path(const struct gx_allreduce_handle *h);
+GX_API const char *gx_allreduce_compressed_path(const struct gx_allreduce_handle *h);
 
 /* ---- the same over a bare gx_net, on the caller's thread ----------------------------------- */
-struct gx_coll *gx_coll_open(struct gx_net *net);       /* NULL + gx_last_error() on failure */
-void gx_coll_close(struct gx_coll *s);
-gx_status_t gx_coll_allreduce(struct gx_coll *s, float *buf, size_t count, enum gx_redop op,
+GX_API gx_status_t gx_coll_create(struct gx_net *net, struct gx_coll **out);
+GX_API void gx_coll_destroy(struct gx_coll *s);
+GX_API gx_status_t gx_coll_allreduce(struct gx_coll *s, float *buf, size_t count, enum gx_redop op,
 			      const struct gx_allreduce_opts *opts);
-gx_status_t gx_coll_compressed_create(struct gx_coll *s, size_t count, const char *codec_spec,
+GX_API gx_status_t gx_coll_compressed_create(struct gx_coll *s, size_t count, const char *codec_spec,
 				      const struct gx_compressed_opts *o, struct gx_allreduce_handle **out);
 
 /* Counters of the collective layer (per gx_coll). */
@@ -108,6 +109,8 @@ struct gx_coll_counters {
 	uint64_t stale;           /* packets of a finished or failed collective, dropped */
 	uint64_t malformed;       /* packets whose step/chunk/length did not fit the schedule, dropped */
 };
-void gx_coll_get_counters(const struct gx_coll *s, struct gx_coll_counters *c);
+GX_API void gx_coll_get_counters(const struct gx_coll *s, struct gx_coll_counters *c);
+/* The same for a communicator's collectives (zeros before its first one). */
+GX_API void gx_comm_coll_counters(struct gx_comm *c, struct gx_coll_counters *out);
 
 #endif

@@ -98,9 +98,10 @@ gx_status_t thc_create(struct thc **out, size_t count, uint32_t n, uint32_t rank
 	}
 	t->wire = thc_wire_bits(t->bits, n);
 	if (t->wire > 32) {
+		gx_status_t st = gx_error(GX_ERR_INVAL, "thc: %u-bit codes summed over %u ranks need %u bits "
+					  "(> 32); use fewer bits", t->bits, n, t->wire);
 		thc_destroy(t);
-		return gx_error(GX_ERR_INVAL, "thc: %u-bit codes summed over %u ranks need %u bits (> 32); use fewer bits",
-				t->bits, n, t->wire);
+		return st;
 	}
 	t->count = count;
 	t->nblk = (count + THC_BLOCK - 1) / THC_BLOCK;

@@ -1,17 +1,14 @@
-/* codec.c: codec objects, spec parsing, exact sizes, block headers, encode/decode drivers,
- * compressed-domain adds and the run-time choice of vector kernels. */
+/* codec.c: the codec object: spec parsing, create/destroy, name, id and properties, and the exact,
+ * data-independent sizes (k of a ratio, bytes of a block, elements per block, bytes of an encoding).
+ * Calls simd.c only (gx_simd_env_status). */
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec_internal.h"
 #include "codec_priv.h"
-#include "kern_lanes.h"
-
-#define GX_CODEC_MAGIC 0xc7u
+#include "compress_options.h"
 
 static const char specs_text[] =
 	"none | fp16 | bf16 | int8 | qsgd[:bits=2..16|s=1..32767][,bucket=1..32768] | "
@@ -29,6 +26,12 @@ static const char *id_names[GX_CODEC_ID_MAX + 1] = {
 	[GX_CODEC_SIGN] = "sign", [GX_CODEC_TOPK] = "topk", [GX_CODEC_RANDK] = "randk",
 };
 
+/* Spec name of a codec id (block.c's messages). */
+const char *gx_codec_id_name(unsigned id)
+{
+	return id <= GX_CODEC_ID_MAX && id_names[id] ? id_names[id] : "unknown";
+}
+
 /* ---- spec parsing ------------------------------------------------------------------------ */
 
 static int parse_u32(const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -44,7 +47,8 @@ static int parse_u32(const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
 	return 0;
 }
 
-static uint32_t bits_for_levels(uint32_t s)
+/* Field width of s levels (also checked against block headers by block.c). */
+uint32_t gx_codec_bits_for_levels(uint32_t s)
 {
 	uint32_t b = 0;
 	while ((1u << b) < s + 1)
@@ -124,7 +128,7 @@ static gx_status_t parse_spec(const char *spec, struct gx_codec *c)
 		return spec_error(spec, "give bits or s, not both");
 	if (c->id == GX_CODEC_QSGD) {
 		if (have_s)
-			c->bits = bits_for_levels(c->levels);
+			c->bits = gx_codec_bits_for_levels(c->levels);
 		else
 			c->levels = (1u << (c->bits - 1)) - 1;
 	} else if (c->id == GX_CODEC_FIXED) {
@@ -316,165 +320,5 @@ gx_status_t gx_codec_encoded_size(const struct gx_codec *c, size_t n, size_t pay
 		*bytes = (size_t)total;
 	if (nblocks)
 		*nblocks = (size_t)nb;
-	return GX_OK;
-}
-
-/* ---- block headers ----------------------------------------------------------------------- */
-
-void gx_hdr_write(uint8_t *p, const struct gx_codec *c, uint32_t bytes, uint32_t count, uint64_t offset)
-{
-	p[0] = GX_CODEC_MAGIC;
-	p[1] = (uint8_t)c->id;
-	p[2] = (uint8_t)c->bits;
-	p[3] = c->shared ? GX_CODEC_F_SHARED : 0;
-	gx_st16(p + 4, (uint16_t)c->levels);
-	gx_st16(p + 6, (uint16_t)c->bucket);
-	gx_st32(p + 8, bytes);
-	gx_st32(p + 12, count);
-	memcpy(p + 16, &offset, 8);
-}
-
-static gx_status_t corrupt(const char *what, unsigned long long a, unsigned long long b)
-{
-	return gx_error(GX_ERR_CORRUPT, "codec block rejected: %s (%llu vs %llu); the block is truncated, "
-			"foreign or damaged: drop it", what, a, b);
-}
-
-/* Validate the header and the bytes of the block at p (len available). */
-gx_status_t gx_block_parse(const void *blk, size_t len, const struct gx_codec *c, struct gx_codec_block *b)
-{
-	const uint8_t *p = blk;
-
-	if (!blk)
-		return gx_error(GX_ERR_INVAL, "codec block is NULL");
-	if (len < GX_CODEC_HDR_BYTES)
-		return corrupt("shorter than the block header", len, GX_CODEC_HDR_BYTES);
-	if (p[0] != GX_CODEC_MAGIC)
-		return corrupt("bad magic", p[0], GX_CODEC_MAGIC);
-	memset(b, 0, sizeof(*b));
-	b->codec = p[1];
-	b->bits = p[2];
-	b->flags = p[3];
-	b->levels = gx_ld16(p + 4);
-	b->bucket = gx_ld16(p + 6);
-	b->bytes = gx_ld32(p + 8);
-	b->count = gx_ld32(p + 12);
-	memcpy(&b->offset, p + 16, 8);
-	if (b->codec < 1 || b->codec > GX_CODEC_ID_MAX)
-		return corrupt("unknown codec id", b->codec, GX_CODEC_ID_MAX);
-	if (c && b->codec != c->id)
-		return gx_error(GX_ERR_CORRUPT, "codec block rejected: it is %s, expected %s", id_names[b->codec],
-				c->name);
-	if (b->bytes > len)
-		return corrupt("block longer than the bytes available", b->bytes, len);
-	if (b->bytes < GX_CODEC_HDR_BYTES)
-		return corrupt("block length below the header size", b->bytes, GX_CODEC_HDR_BYTES);
-	if (!b->count)
-		return corrupt("block covers no elements", 0, 1);
-	if (b->offset > UINT64_MAX - b->count)
-		return corrupt("offset + count overflows", b->offset, b->count);
-
-	/* Parameters as a codec object: then sizes use one formula for encoder and decoder. */
-	struct gx_codec pc = { .id = b->codec, .bits = b->bits, .levels = b->levels };
-	pc.bucket = b->bucket;
-	uint32_t body = b->bytes - GX_CODEC_HDR_BYTES;
-	int sq = b->codec == GX_CODEC_QSGD || b->codec == GX_CODEC_FIXED;
-	if (!sq && (b->bits || b->levels || b->bucket))
-		return corrupt("parameters set for a codec without parameters", b->bits, 0);
-	if (b->flags & ~(b->codec == GX_CODEC_RANDK ? GX_CODEC_F_SHARED : 0u))
-		return corrupt("unknown flags", b->flags, 0);
-	if (b->codec == GX_CODEC_QSGD) {
-		if (b->bits < 2 || b->bits > 16 || !b->levels || !b->bucket || b->bucket > 32768 || b->levels > (1u << (b->bits - 1)) - 1 ||
-		    bits_for_levels(b->levels) != b->bits)
-			return corrupt("bad qsgd bits/levels", b->bits, b->levels);
-	} else if (b->codec == GX_CODEC_FIXED) {
-		if ((b->bits != 2 && b->bits != 4 && b->bits != 8) || !b->bucket || b->bucket > 32768 || b->levels != (1u << (b->bits - 1)) - 1)
-			return corrupt("bad fixed-point bits/levels", b->bits, b->levels);
-	}
-	if (c && sq && (b->bits != c->bits || b->levels != c->levels || pc.bucket != c->bucket))
-		return gx_error(GX_ERR_CORRUPT, "codec block rejected: parameters bits=%u s=%u bucket=%u differ "
-				"from %s", b->bits, b->levels, pc.bucket, c->name);
-	b->nnz = b->count;
-	switch (b->codec) {
-	case GX_CODEC_TOPK:
-		if (body % 8 || !body)
-			return corrupt("topk body is not whole (index, value) pairs", body, 8);
-		b->nnz = body / 8;
-		break;
-	case GX_CODEC_RANDK:
-		pc.shared = b->flags & GX_CODEC_F_SHARED;
-		if (pc.shared) {
-			if (body < 12 || (body - 8) % 4)
-				return corrupt("randk shared body is not key + whole values", body, 12);
-			b->nnz = (body - 8) / 4;
-		} else {
-			if (body % 8 || !body)
-				return corrupt("randk body is not whole (index, value) pairs", body, 8);
-			b->nnz = body / 8;
-		}
-		if (c && (pc.shared != c->shared || b->nnz != gx_codec_k(c->ratio, b->count)))
-			return gx_error(GX_ERR_CORRUPT, "codec block rejected: randk block with %u of %u entries%s "
-					"does not match %s", b->nnz, b->count, pc.shared ? " (shared)" : "", c->name);
-		break;
-	default:
-		if (gx_codec_block_bytes(&pc, b->count) != b->bytes)
-			return corrupt("block length does not match its element count",
-				       b->bytes, gx_codec_block_bytes(&pc, b->count));
-	}
-	if (b->nnz > b->count)
-		return corrupt("more entries than elements", b->nnz, b->count);
-	return GX_OK;
-}
-
-gx_status_t gx_codec_block_info(const void *blk, size_t len, struct gx_codec_block *info)
-{
-	struct gx_codec_block b;
-	gx_status_t st = gx_block_parse(blk, len, NULL, &b);
-	if (st == GX_OK && info)
-		*info = b;
-	return st;
-}
-
-/* ---- compressed-domain add --------------------------------------------------------------- */
-
-gx_status_t gx_codec_block_add(void *a, size_t a_len, const void *b, size_t b_len)
-{
-	struct gx_codec_block ia, ib;
-	gx_status_t st;
-
-	if ((st = gx_block_parse(a, a_len, NULL, &ia)) < 0 || (st = gx_block_parse(b, b_len, NULL, &ib)) < 0)
-		return st;
-	if (ia.codec != ib.codec || ia.flags != ib.flags || ia.count != ib.count || ia.offset != ib.offset ||
-	    ia.bytes != ib.bytes)
-		return gx_error(GX_ERR_INVAL, "gx_codec_block_add: blocks differ in layout (%s/%s, offset %llu/%llu, "
-				"count %u/%u): only encodings of the same layout add", id_names[ia.codec],
-				id_names[ib.codec], (unsigned long long)ia.offset, (unsigned long long)ib.offset,
-				ia.count, ib.count);
-	uint8_t *pa = (uint8_t *)a + GX_CODEC_HDR_BYTES;
-	const uint8_t *pb = (const uint8_t *)b + GX_CODEC_HDR_BYTES;
-	if ((st = gx_block_check_body(&ia, pa)) < 0 || (st = gx_block_check_body(&ib, pb)) < 0)
-		return st;
-	const struct gx_kern *k = gx_kern();
-	int inf;
-	switch (ia.codec) {
-	case GX_CODEC_NONE: inf = k->add_f32(pa, pb, ia.count); break;
-	case GX_CODEC_FP16: inf = k->add_f16(pa, pb, ia.count); break;
-	case GX_CODEC_BF16: inf = k->add_bf16(pa, pb, ia.count); break;
-	case GX_CODEC_RANDK:
-		if (!(ia.flags & GX_CODEC_F_SHARED))
-			goto notsum;
-		if (memcmp(pa, pb, 8))
-			return gx_error(GX_ERR_INVAL, "gx_codec_block_add: shared-seed randk blocks of different "
-					"seed/step/offset (keys differ): their indices differ");
-		inf = k->add_f32(pa + 8, pb + 8, ia.nnz);
-		break;
-	default:
-	notsum:
-		return gx_error(GX_ERR_INVAL, "gx_codec_block_add: %s blocks are not summable without decoding "
-				"(summable: none, fp16, bf16, randk shared-seed)", id_names[ia.codec]);
-	}
-	if (inf)
-		return gx_error(GX_ERR_NONFINITE, "gx_codec_block_add: a sum overflowed to Inf in %s (block at "
-				"offset %llu)", id_names[ia.codec], (unsigned long long)ia.offset);
 	return GX_OK;
 }

@@ -1,5 +1,5 @@
-/* codec_internal.h: the vector kernel table behind gx_codec.h, and the scalar element rules every
- * kernel must reproduce bit for bit.
+/* codec_internal.h: the vector kernel table behind gx_codec.h (with the rand-k index walk over it), and
+ * the scalar element rules every kernel must reproduce bit for bit.
  *
  * Rules that make all paths identical:
  *  - float sums use 16 lanes (lane = i mod 16, i counted from the start of the call), then the fixed
@@ -252,5 +252,20 @@ extern const struct gx_kern gx_kern_avx512;
 
 /* The active table (GX_SIMD or gx_simd_set, else the best the CPU has). */
 const struct gx_kern *gx_kern(void);
+
+/* Calls EMIT(i) for each index chosen by the kernel's selection sampling, in increasing order: the
+ * rand-k walk encode.c (choosing the entries) and decode.c (shared-seed blocks, whose indices are
+ * implicit) both take. */
+#define RANDK_WALK(k_, key, m, kk, EMIT)                                                            \
+	do {                                                                                        \
+		uint32_t pos_ = 0, need_ = (kk), buf_[256];                                        \
+		struct gx_ars ars_;                                                                 \
+		gx_ars_init(&ars_, (key));                                                          \
+		while (need_) {                                                                     \
+			size_t got_ = (k_)->randk_pick(&ars_, (m), &pos_, &need_, buf_, 256);       \
+			for (size_t e_ = 0; e_ < got_; e_++)                                        \
+				EMIT(buf_[e_]);                                                     \
+		}                                                                                   \
+	} while (0)
 
 #endif

@@ -1,4 +1,4 @@
-/* ef.c: error feedback around any codec (algorithms.md §2a(4), §2b, §3.2).
+/* ef.c: error feedback around any codec (docs/algorithms.md §2a(4), §2b, §3.2).
  * p = g + e; blocks = C(p); e = p - decode(blocks).  e is only updated when the encode succeeds. */
 #include <stdlib.h>
 #include <string.h>

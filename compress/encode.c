@@ -1,5 +1,6 @@
-/* encode.c: encode an array into blocks, decode / decode-accumulate one block, and the sparse
- * selections (top-k by sampled threshold + exact fix-up, rand-k by selection sampling). */
+/* encode.c: encode an array into blocks (gx_codec_encode): the dense encoders of one block and the
+ * sparse selections (top-k by sampled threshold + exact fix-up, rand-k by selection sampling).
+ * Calls codec.c (sizes), block.c (block headers) and simd.c (kernel table). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,19 +133,6 @@ static gx_status_t enc_sq_block(struct gx_codec *c, const struct gx_kern *k, con
 	}
 	return GX_OK;
 }
-
-/* Calls EMIT(i) for each index chosen by the kernel's selection sampling, in increasing order. */
-#define RANDK_WALK(k_, key, m, kk, EMIT)                                                            \
-	do {                                                                                        \
-		uint32_t pos_ = 0, need_ = (kk), buf_[256];                                        \
-		struct gx_ars ars_;                                                                 \
-		gx_ars_init(&ars_, (key));                                                          \
-		while (need_) {                                                                     \
-			size_t got_ = (k_)->randk_pick(&ars_, (m), &pos_, &need_, buf_, 256);       \
-			for (size_t e_ = 0; e_ < got_; e_++)                                        \
-				EMIT(buf_[e_]);                                                     \
-		}                                                                                   \
-	} while (0)
 
 static gx_status_t enc_randk_block(struct gx_codec *c, const struct gx_kern *k, const struct gx_codec_ctx *ctx,
 				   const float *x, uint32_t m, uint64_t off, uint8_t *body, size_t src_i0)
@@ -419,7 +407,7 @@ static gx_status_t enc_topk(struct gx_codec *c, const struct gx_kern *k, const f
 		uint32_t e0 = (uint32_t)(b * per), e1 = b + 1 < nb ? (uint32_t)((b + 1) * per) : kk;
 		uint32_t start = b ? sel[e0] : 0, end = b + 1 < nb ? sel[e1] : (uint32_t)n;
 		uint32_t cntb = e1 - e0, bytes = GX_CODEC_HDR_BYTES + 8 * cntb;
-		gx_hdr_write(dst, c, bytes, end - start, offset + start);
+		gx_block_hdr_write(dst, c, bytes, end - start, offset + start);
 		uint8_t *idx = dst + GX_CODEC_HDR_BYTES, *val = idx + 4 * (size_t)cntb;
 		for (uint32_t e = 0; e < cntb; e++) {
 			gx_st32(idx + 4 * (size_t)e, sel[e0 + e] - start);
@@ -466,7 +454,7 @@ gx_status_t gx_codec_encode(struct gx_codec *c, const struct gx_codec_ctx *ctx, 
 		for (size_t i = 0; i < n; i += per) {
 			uint32_t m = (uint32_t)(n - i < per ? n - i : per);
 			uint32_t bytes = (uint32_t)gx_codec_block_bytes(c, m);
-			gx_hdr_write(p, c, bytes, m, offset + i);
+			gx_block_hdr_write(p, c, bytes, m, offset + i);
 			st = enc_dense_block(c, k, ctx, src + i, m, offset + i, p + GX_CODEC_HDR_BYTES, i, n - i - m);
 			if (st < 0)
 				break;
@@ -477,221 +465,4 @@ gx_status_t gx_codec_encode(struct gx_codec *c, const struct gx_codec_ctx *ctx, 
 		return st;
 	*out_len = need;
 	return GX_OK;
-}
-
-/* ---- decode ------------------------------------------------------------------------------ */
-
-static gx_status_t bad_value(const struct gx_codec_block *b, const char *what)
-{
-	return gx_error(GX_ERR_CORRUPT, "codec block rejected: %s in the block at element %llu; the block "
-			"is damaged: drop it", what, (unsigned long long)b->offset);
-}
-
-/* Payload checks before anything is written: finite values and scales, codes in range,
- * sparse indices increasing and inside the block. */
-gx_status_t gx_block_check_body(const struct gx_codec_block *b, const uint8_t *p)
-{
-	uint32_t m = b->count, big = 0;
-
-	switch (b->codec) {
-	case GX_CODEC_NONE:
-		for (uint32_t i = 0; i < m; i++) {
-			uint32_t a = gx_ld32(p + 4 * (size_t)i) & 0x7fffffffu;
-			big = a > big ? a : big;
-		}
-		return big >= GX_ABS_INF ? bad_value(b, "a NaN or Inf value") : GX_OK;
-	case GX_CODEC_FP16:
-	case GX_CODEC_BF16: {
-		uint16_t e = b->codec == GX_CODEC_FP16 ? 0x7c00u : 0x7f80u, bad = 0;
-		for (uint32_t i = 0; i < m; i++)
-			bad |= (uint16_t)((gx_ld16(p + 2 * (size_t)i) & e) == e);
-		return bad ? bad_value(b, "a NaN or Inf value") : GX_OK;
-	}
-	case GX_CODEC_INT8: {
-		float mn = gx_ldf(p), mx = gx_ldf(p + 4);
-		if (!isfinite(mn) || !isfinite(mx) || !(mn <= mx) || !isfinite(mx - mn))
-			return bad_value(b, "a bad min/max pair");
-		return GX_OK;
-	}
-	case GX_CODEC_SIGN: {
-		float s = gx_ldf(p);
-		return isfinite(s) && s >= 0.0f ? GX_OK : bad_value(b, "a bad scale");
-	}
-	case GX_CODEC_QSGD:
-	case GX_CODEC_FIXED: {
-		uint32_t nb = (m + b->bucket - 1) / b->bucket;
-		for (uint32_t j = 0; j < nb; j++) {
-			float s = gx_ldf(p + 4 * (size_t)j);
-			if (!isfinite(s) || !(s >= 0.0f))
-				return bad_value(b, "a bad bucket scale");
-		}
-		const uint8_t *codes = p + 4 * (size_t)nb;
-		uint32_t w = b->bits;
-		int ob = b->codec == GX_CODEC_FIXED;
-		uint32_t lim = ob ? 2u * b->levels : b->levels;
-		if (!ob && b->levels == (1u << (w - 1)) - 1)
-			return GX_OK;     /* every code is valid */
-		for (uint32_t j = 0; j < nb; j++) {
-			uint32_t mb = j + 1 < nb ? b->bucket : m - j * b->bucket, i = 0;
-			if (ob && (w == 2 || w == 4 || w == 8)) {
-				/* fixed point: the one invalid code is all ones (2L + 1).  Eight bytes at a
-				 * time: AND each code's bits down into its lowest bit (zero padding of the
-				 * last word never makes an all-ones code) */
-				uint32_t per = 8 / w, full = mb / per;
-				uint64_t bad = 0, low = w == 2 ? 0x5555555555555555ull
-						      : w == 4 ? 0x1111111111111111ull : 0x0101010101010101ull;
-				for (uint32_t byte = 0; byte < full; byte += 8) {
-					uint64_t v = 0;
-					memcpy(&v, codes + byte, full - byte < 8 ? full - byte : 8);
-					for (uint32_t sh = 1; sh < w; sh <<= 1)
-						v &= v >> sh;
-					bad |= v & low;
-				}
-				if (bad)
-					return bad_value(b, "a code beyond the levels");
-				i = full * per;
-			}
-			for (; i < mb; i++) {
-				uint32_t code = gx_sq_get(codes, i, w);
-				if ((ob ? code : code & ((1u << (w - 1)) - 1)) > lim)
-					return bad_value(b, "a code beyond the levels");
-			}
-			codes += ((size_t)mb * w + 7) / 8;
-		}
-		return GX_OK;
-	}
-	case GX_CODEC_TOPK:
-	case GX_CODEC_RANDK: {
-		const uint8_t *val;
-		if (b->flags & GX_CODEC_F_SHARED) {
-			val = p + 8;
-		} else {
-			uint32_t prev = 0;
-			for (uint32_t e = 0; e < b->nnz; e++) {
-				uint32_t i = gx_ld32(p + 4 * (size_t)e);
-				if (i >= m || (e && i <= prev))
-					return bad_value(b, "an index out of order or outside the block");
-				prev = i;
-			}
-			val = p + 4 * (size_t)b->nnz;
-		}
-		for (uint32_t e = 0; e < b->nnz; e++) {
-			uint32_t a = gx_ld32(val + 4 * (size_t)e) & 0x7fffffffu;
-			big = a > big ? a : big;
-		}
-		return big >= GX_ABS_INF ? bad_value(b, "a NaN or Inf value") : GX_OK;
-	}
-	}
-	return bad_value(b, "an unknown codec");
-}
-
-static void dec_body(const struct gx_kern *k, const struct gx_codec_block *b, const uint8_t *p, float *out,
-		     int acc)
-{
-	uint32_t m = b->count;
-
-	switch (b->codec) {
-	case GX_CODEC_NONE: k->dec_f32(p, m, out, acc); return;
-	case GX_CODEC_FP16: k->dec_f16(p, m, out, acc); return;
-	case GX_CODEC_BF16: k->dec_bf16(p, m, out, acc); return;
-	case GX_CODEC_INT8: {
-		float mn = gx_ldf(p), mx = gx_ldf(p + 4);
-		k->dec_u8(p + 8, m, mn, (mx - mn) / 255.0f, out, acc);
-		return;
-	}
-	case GX_CODEC_SIGN: k->dec_sign(p + 4, m, gx_ldf(p), out, acc); return;
-	case GX_CODEC_QSGD:
-	case GX_CODEC_FIXED: {
-		uint32_t B = b->bucket, nb = (m + B - 1) / B, w = b->bits;
-		int ob = b->codec == GX_CODEC_FIXED;
-		const uint8_t *codes = p + 4 * (size_t)nb;
-		for (uint32_t j = 0; j < nb; j++) {
-			uint32_t mb = j + 1 < nb ? B : m - j * B;
-			float step = gx_ldf(p + 4 * (size_t)j) / (float)b->levels;
-			if (w == 2 || w == 4 || w == 8)
-				k->dec_sq(codes, mb, w, b->levels, ob, step, out + (size_t)j * B, acc);
-			else
-				gx_sq_decode_generic(codes, mb, w, b->levels, ob, step, out + (size_t)j * B, acc);
-			codes += ((size_t)mb * w + 7) / 8;
-		}
-		return;
-	}
-	case GX_CODEC_TOPK:
-	case GX_CODEC_RANDK:
-		if (!acc)
-			memset(out, 0, (size_t)m * sizeof(float));
-		if (b->flags & GX_CODEC_F_SHARED) {
-			uint64_t key;
-			uint32_t n = 0;
-			memcpy(&key, p, 8);
-			const uint8_t *val = p + 8;
-#define EMIT_DEC(i) (out[i] += gx_ldf(val + 4 * (size_t)n++))
-			RANDK_WALK(k, key, m, b->nnz, EMIT_DEC);
-		} else {
-			const uint8_t *val = p + 4 * (size_t)b->nnz;
-			for (uint32_t e = 0; e < b->nnz; e++)
-				out[gx_ld32(p + 4 * (size_t)e)] += gx_ldf(val + 4 * (size_t)e);
-		}
-		return;
-	}
-}
-
-static gx_status_t decode_one(const struct gx_codec *c, const void *blk, size_t len, float *dst, size_t dst_n,
-			      uint64_t base, int acc, size_t *used)
-{
-	struct gx_codec_block b;
-	gx_status_t st;
-
-	if (used)
-		*used = 0;
-	if (!dst && dst_n)
-		return gx_error(GX_ERR_INVAL, "codec decode: dst is NULL");
-	if ((st = gx_block_parse(blk, len, c, &b)) < 0)
-		return st;
-	if (b.offset < base || b.offset - base > dst_n || b.count > dst_n - (b.offset - base))
-		return gx_error(GX_ERR_CORRUPT, "codec block rejected: it covers elements [%llu, %llu), outside the "
-				"destination [%llu, %llu)", (unsigned long long)b.offset,
-				(unsigned long long)(b.offset + b.count), (unsigned long long)base,
-				(unsigned long long)(base + dst_n));
-	const uint8_t *p = (const uint8_t *)blk + GX_CODEC_HDR_BYTES;
-	if ((st = gx_block_check_body(&b, p)) < 0)
-		return st;
-	dec_body(gx_kern(), &b, p, dst + (b.offset - base), acc);
-	if (used)
-		*used = b.bytes;
-	return GX_OK;
-}
-
-gx_status_t gx_codec_decode(const struct gx_codec *c, const void *blk, size_t len, float *dst, size_t dst_n,
-			    size_t *used)
-{
-	return decode_one(c, blk, len, dst, dst_n, 0, 0, used);
-}
-
-gx_status_t gx_codec_decacc(const struct gx_codec *c, const void *blk, size_t len, float *dst, size_t dst_n,
-			    size_t *used)
-{
-	return decode_one(c, blk, len, dst, dst_n, 0, 1, used);
-}
-
-gx_status_t gx_decode_all_base(const struct gx_codec *c, const void *buf, size_t len, float *dst, size_t dst_n,
-			       uint64_t base, int acc)
-{
-	const uint8_t *p = buf;
-	size_t used;
-
-	if (!buf && len)
-		return gx_error(GX_ERR_INVAL, "codec decode: buffer is NULL");
-	for (size_t o = 0; o < len; o += used) {
-		gx_status_t st = decode_one(c, p + o, len - o, dst, dst_n, base, acc, &used);
-		if (st < 0)
-			return st;
-	}
-	return GX_OK;
-}
-
-gx_status_t gx_codec_decode_all(const struct gx_codec *c, const void *buf, size_t len, float *dst, size_t dst_n,
-				int accumulate)
-{
-	return gx_decode_all_base(c, buf, len, dst, dst_n, 0, accumulate);
 }

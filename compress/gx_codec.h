@@ -46,9 +46,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gx_api.h"
 #include "gx_status.h"
 
-/* Codec ids: the `codec` byte of a block header and of struct gx_hdr (transport/gx_transport.h).
+/* Codec ids: the `codec` byte of a block header and of a packet's struct gx_desc (gx_net.h).
  * 0 is reserved there for raw float32 without a block header; codec blocks never use it. */
 enum gx_codec_id {
 	GX_CODEC_NONE = 1,
@@ -107,23 +108,23 @@ struct gx_codec_block {
 
 /* Parse `spec` and create a codec.  Unknown or malformed spec: GX_ERR_INVAL with a message
  * listing what is valid (gx_codec_specs()). */
-gx_status_t gx_codec_create(const char *spec, struct gx_codec **out);
-void gx_codec_destroy(struct gx_codec *c);
+GX_API gx_status_t gx_codec_create(const char *spec, struct gx_codec **out);
+GX_API void gx_codec_destroy(struct gx_codec *c);
 /* Canonical spec with every parameter, e.g. "qsgd:bits=4,bucket=512"; parses back to the same codec. */
-const char *gx_codec_name(const struct gx_codec *c);
-enum gx_codec_id gx_codec_id(const struct gx_codec *c);
-unsigned gx_codec_props(const struct gx_codec *c);   /* enum gx_codec_prop bits */
+GX_API const char *gx_codec_name(const struct gx_codec *c);
+GX_API enum gx_codec_id gx_codec_id(const struct gx_codec *c);
+GX_API unsigned gx_codec_props(const struct gx_codec *c);   /* enum gx_codec_prop bits */
 /* Human-readable list of valid specs (for error messages and --help). */
-const char *gx_codec_specs(void);
+GX_API const char *gx_codec_specs(void);
 
 /* ---- sizes (exact, data independent) ---------------------------------------------------- */
 
 /* Elements one full block covers for this payload (dense codecs and randk); for topk the most
  * (index, value) pairs one block holds.  0 when the payload cannot hold a useful block. */
-size_t gx_codec_block_elems(const struct gx_codec *c, size_t payload);
+GX_API size_t gx_codec_block_elems(const struct gx_codec *c, size_t payload);
 /* Exact bytes and number of blocks of encoding n elements with this payload (for a dense codec or
  * randk and n <= gx_codec_block_elems: the bytes of that one block). */
-gx_status_t gx_codec_encoded_size(const struct gx_codec *c, size_t n, size_t payload,
+GX_API gx_status_t gx_codec_encoded_size(const struct gx_codec *c, size_t n, size_t payload,
 				  size_t *bytes, size_t *nblocks);
 
 /* ---- encode / decode -------------------------------------------------------------------- */
@@ -131,25 +132,25 @@ gx_status_t gx_codec_encoded_size(const struct gx_codec *c, size_t n, size_t pay
 /* Encode src[0..n) as elements [offset, offset + n) of a full array into blocks of at most
  * `payload` bytes, written back to back into dst (capacity dst_cap).  *out_len = bytes written
  * (== gx_codec_encoded_size).  ctx may be NULL for deterministic codecs (seed 0, step 0, rank 0). */
-gx_status_t gx_codec_encode(struct gx_codec *c, const struct gx_codec_ctx *ctx, const float *src,
+GX_API gx_status_t gx_codec_encode(struct gx_codec *c, const struct gx_codec_ctx *ctx, const float *src,
 			    size_t n, uint64_t offset, size_t payload, void *dst, size_t dst_cap,
 			    size_t *out_len);
 
 /* Validate the block at blk (len bytes available) and describe it.  Walk an encoding with
  *   for (size_t o = 0; o < len; o += b.bytes) { gx_codec_block_info(p + o, len - o, &b); ... }  */
-gx_status_t gx_codec_block_info(const void *blk, size_t len, struct gx_codec_block *info);
+GX_API gx_status_t gx_codec_block_info(const void *blk, size_t len, struct gx_codec_block *info);
 
 /* Decode one block into dst, the full array of dst_n elements: writes dst[offset .. offset+count)
  * (zeros where a sparse block holds nothing).  `c` may be NULL to accept any codec; else a block of
  * another codec or other parameters is GX_ERR_CORRUPT.  *used (may be NULL) = the block's bytes. */
-gx_status_t gx_codec_decode(const struct gx_codec *c, const void *blk, size_t len, float *dst,
+GX_API gx_status_t gx_codec_decode(const struct gx_codec *c, const void *blk, size_t len, float *dst,
 			    size_t dst_n, size_t *used);
 /* Decode-accumulate: dst[offset + i] += decoded value i (sparse blocks touch only their entries).
  * The reduction operation; same validation as gx_codec_decode. */
-gx_status_t gx_codec_decacc(const struct gx_codec *c, const void *blk, size_t len, float *dst,
+GX_API gx_status_t gx_codec_decacc(const struct gx_codec *c, const void *blk, size_t len, float *dst,
 			    size_t dst_n, size_t *used);
 /* Decode or decode-accumulate every block of a back-to-back encoding of len bytes. */
-gx_status_t gx_codec_decode_all(const struct gx_codec *c, const void *buf, size_t len, float *dst,
+GX_API gx_status_t gx_codec_decode_all(const struct gx_codec *c, const void *buf, size_t len, float *dst,
 				size_t dst_n, int accumulate);
 
 /* Summable codecs (GX_CODEC_SUMMABLE: none, fp16, bf16, randk shared-seed): a += b in the
@@ -157,7 +158,7 @@ gx_status_t gx_codec_decode_all(const struct gx_codec *c, const void *buf, size_
  * fp16/bf16 add in float32 and round to nearest even (correctly rounded: float32 has 2p+2 bits),
  * randk adds values at identical implicit indices.  GX_ERR_NONFINITE if a sum overflows (result
  * still written, as IEEE would give Inf). */
-gx_status_t gx_codec_block_add(void *a, size_t a_len, const void *b, size_t b_len);
+GX_API gx_status_t gx_codec_block_add(void *a, size_t a_len, const void *b, size_t b_len);
 
 /* ---- error feedback ---------------------------------------------------------------------- */
 
@@ -165,17 +166,17 @@ gx_status_t gx_codec_block_add(void *a, size_t a_len, const void *b, size_t b_le
  * gx_ef_encode: p = g + e (float32); blocks = C(p); e = p - decode(blocks).  Then
  * sent + e == p holds exactly whenever p - sent is representable (always for none, topk, randk
  * entries and fp16/bf16/int8/qsgd/fixed values within a factor 2 of p (Sterbenz)); otherwise it is
- * off by at most half an ulp of e.  The invariant of algorithms.md §3.2: sum of sent + e_t ==
+ * off by at most half an ulp of e.  The invariant of docs/algorithms.md §3.2: sum of sent + e_t ==
  * sum of g within float rounding.  The codec object is borrowed and must outlive the gx_ef. */
 struct gx_ef;
-gx_status_t gx_ef_create(struct gx_codec *c, size_t n, struct gx_ef **out);
-void gx_ef_destroy(struct gx_ef *ef);
-void gx_ef_reset(struct gx_ef *ef);                 /* e = 0 */
-float *gx_ef_residual(struct gx_ef *ef);            /* the n residual floats (read or set) */
-size_t gx_ef_size(const struct gx_ef *ef);
+GX_API gx_status_t gx_ef_create(struct gx_codec *c, size_t n, struct gx_ef **out);
+GX_API void gx_ef_destroy(struct gx_ef *ef);
+GX_API void gx_ef_reset(struct gx_ef *ef);                 /* e = 0 */
+GX_API float *gx_ef_residual(struct gx_ef *ef);            /* the n residual floats (read or set) */
+GX_API size_t gx_ef_size(const struct gx_ef *ef);
 /* Encode g[0..n) + e as elements [offset, offset + n) (like gx_codec_encode) and update e.
  * If sent is not NULL it receives decode(blocks), the n values the peers will see. */
-gx_status_t gx_ef_encode(struct gx_ef *ef, const struct gx_codec_ctx *ctx, const float *g,
+GX_API gx_status_t gx_ef_encode(struct gx_ef *ef, const struct gx_codec_ctx *ctx, const float *g,
 			 uint64_t offset, size_t payload, void *dst, size_t dst_cap, size_t *out_len,
 			 float *sent);
 
@@ -188,9 +189,9 @@ enum gx_simd {
 	GX_SIMD_AVX512 = 3,       /* AVX-512 F + BW + VL */
 };
 /* Force a path for the whole process (GX_ERR_NOTSUP if this CPU cannot run it). */
-gx_status_t gx_simd_set(enum gx_simd s);
-enum gx_simd gx_simd_active(void);
-int gx_simd_supported(enum gx_simd s);              /* 1 if the CPU (and build) can run it */
-const char *gx_simd_name(enum gx_simd s);           /* "scalar", "avx2", "avx512", "auto" */
+GX_API gx_status_t gx_simd_set(enum gx_simd s);
+GX_API enum gx_simd gx_simd_active(void);
+GX_API int gx_simd_supported(enum gx_simd s);              /* 1 if the CPU (and build) can run it */
+GX_API const char *gx_simd_name(enum gx_simd s);           /* "scalar", "avx2", "avx512", "auto" */
 
 #endif

@@ -2,16 +2,45 @@
  * CPU has (cpuid through __builtin_cpu_supports, which also checks that the OS saves the registers).
  * Both vector tables need AES-NI too: the stochastic quantizer draws ARS-5 blocks with aesenc. */
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec_internal.h"
 #include "codec_priv.h"
+#include "compress_options.h"
 
 static _Atomic(const struct gx_kern *) active;
 static _Atomic int env_status = 1;   /* 1: not read yet */
 
 static const char *names[] = { "auto", "scalar", "avx2", "avx512" };
+
+struct simd_setting {
+	int simd;                 /* enum gx_simd */
+};
+
+static const struct gx_option compress_opts[] = {
+	{ "simd", GX_OPT_ENUM, offsetof(struct simd_setting, simd), "auto",
+	  "codec kernels: auto (the best this CPU has), scalar, avx2, avx512", "auto,scalar,avx2,avx512" },
+};
+
+const struct gx_option_table gx_compress_option_table = {
+	"compress", compress_opts, 1, sizeof(struct simd_setting)
+};
+
+gx_status_t gx_simd_parse(const char *v, const char *origin, enum gx_simd *out)
+{
+	struct simd_setting set;
+	gx_status_t st;
+
+	if ((st = gx_option_set(&compress_opts[0], &set, v, origin)) < 0)
+		return st;
+	if (!gx_simd_supported((enum gx_simd)set.simd))
+		return gx_error(GX_ERR_NOTSUP, "%s=%s but this CPU cannot run it: choose %s", origin, v,
+				gx_simd_supported(GX_SIMD_AVX2) ? "auto, avx2 or scalar" : "auto or scalar");
+	*out = (enum gx_simd)set.simd;
+	return GX_OK;
+}
 
 const char *gx_simd_name(enum gx_simd s)
 {
@@ -51,26 +80,14 @@ static const struct gx_kern *table(enum gx_simd s)
  * gx_codec_create (gx_simd_env_status). */
 static void read_env(void)
 {
-	const char *v = getenv("GX_SIMD");
+	char env[32];
 	enum gx_simd s = GX_SIMD_AUTO;
 	gx_status_t st = GX_OK;
 
-	if (v && *v) {
-		int found = 0;
-		for (int i = 0; i < 4; i++)
-			if (!strcmp(v, names[i])) {
-				s = (enum gx_simd)i;
-				found = 1;
-			}
-		if (!found) {
-			st = gx_error(GX_ERR_INVAL, "GX_SIMD='%s' is not one of scalar, avx2, avx512, auto", v);
-			s = GX_SIMD_AUTO;
-		} else if (!gx_simd_supported(s)) {
-			st = gx_error(GX_ERR_NOTSUP, "GX_SIMD=%s but this CPU cannot run it: unset GX_SIMD or "
-				      "choose %s", v, gx_simd_supported(GX_SIMD_AVX2) ? "avx2 or scalar" : "scalar");
-			s = GX_SIMD_AUTO;
-		}
-	}
+	gx_option_env_name(compress_opts[0].name, env, sizeof(env));
+	const char *v = getenv(env);
+	if (v && *v && (st = gx_simd_parse(v, env, &s)) < 0)
+		s = GX_SIMD_AUTO;
 	const struct gx_kern *expect = NULL;
 	atomic_compare_exchange_strong(&active, &expect, table(s));
 	atomic_store(&env_status, st);

@@ -6,7 +6,7 @@
 
 #include "gx_bootstrap.h"
 #include "gx_store.h"
-#include "gx_transport.h"
+#include "gx_net.h"
 
 struct env_src {
 	const char *rank, *size, *label;
@@ -62,7 +62,6 @@ static gx_status_t from_env(int want_rank, int *out, char *src, size_t srclen)
 gx_status_t gx_bootstrap_resolve(const struct gx_comm_opts *o, struct gx_boot *b)
 {
 	char rsrc[32] = "", ssrc[32] = "";
-	const char *v;
 	int rc;
 
 	memset(b, 0, sizeof(*b));
@@ -110,25 +109,17 @@ gx_status_t gx_bootstrap_resolve(const struct gx_comm_opts *o, struct gx_boot *b
 			break;
 		}
 
-	v = o->store && *o->store ? o->store : getenv("GX_STORE");
-	snprintf(b->store, sizeof(b->store), "%s", v && *v ? v : GX_STORE_DEFAULT);
+	snprintf(b->store, sizeof(b->store), "%s", o->store);
 	char host[256];
 	uint16_t port;
 	if ((rc = gx_store_parse_addr(b->store, host, sizeof(host), &port)) < 0)
 		return rc;
-	if (o->store_serve >= 0)
-		b->serve = o->store_serve ? 1 : 0;
-	else if ((v = getenv("GX_STORE_EXTERNAL")) && !strcmp(v, "1"))
-		b->serve = 0;
-	else
-		b->serve = b->rank == 0;
+	b->serve = o->store_serve >= 0 ? o->store_serve != 0 : b->rank == 0;
 
 	b->job_id = o->tr.job_id;
 	if (!b->job_id) {
 		int j = 0;
-		if ((v = getenv("GX_JOB_ID")) && *v)
-			b->job_id = (uint32_t)strtoul(v, NULL, 0);
-		else if (env_int("SLURM_JOB_ID", 0x7fffffff, &j) > 0)
+		if (env_int("SLURM_JOB_ID", 0x7fffffff, &j) > 0)
 			b->job_id = (uint32_t)j;
 	}
 	return GX_OK;

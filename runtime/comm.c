@@ -1,7 +1,7 @@
-/* comm.c: gx_comm_init (bootstrap, rendezvous through the store, connect every peer), destroy and
+/* comm.c: gx_comm_create (bootstrap, rendezvous through the store, connect every peer), destroy and
  * gx_comm_run.
  *
- * Rendezvous keys, all under "gx/<job_id>/<n>/" (n counts this process's gx_comm_init calls, so a
+ * Rendezvous keys, all under "gx/<job_id>/<n>/" (n counts this process's gx_comm_create calls, so a
  * job may create several communicators on one store):
  *   claim/<r>  add-counter: a second process claiming rank r is reported
  *   addr/<r>   struct rv_record: world size, backend name, transport address blob
@@ -20,7 +20,6 @@
 
 #define RV_MAGIC 0x56525847u       /* "GXRV" */
 #define RV_VERSION 1u
-#define RV_DEFAULT_TIMEOUT_MS 30000u
 #define RV_LINGER_MS 5000u         /* rank 0's store waits this long for clients to leave */
 
 struct rv_record {
@@ -30,7 +29,7 @@ struct rv_record {
 	uint8_t blob[GX_ADDR_MAX];
 };
 
-static unsigned comm_generation;    /* gx_comm_init calls in this process */
+static unsigned comm_generation;    /* gx_comm_create calls in this process */
 
 /* Record "<what>: <previous message>" (the previous message is copied first: gx_error writes the
  * same thread-local buffer). */
@@ -119,15 +118,15 @@ static gx_status_t rendezvous(struct gx_comm *c)
 	gx_status_t st;
 	const uint32_t rank = (uint32_t)c->boot.rank, size = (uint32_t)c->boot.size;
 
-	r.timeout_ms = c->opts.store_timeout_ms ? c->opts.store_timeout_ms : RV_DEFAULT_TIMEOUT_MS;
+	r.timeout_ms = c->opts.store_timeout_ms;
 	r.deadline = gx_now_ns() + (uint64_t)r.timeout_ms * 1000000ull;
 	snprintf(r.prefix, sizeof(r.prefix), "gx/%u/%u/", c->boot.job_id, comm_generation);
 	snprintf(r.abort_key, sizeof(r.abort_key), "%sabort", r.prefix);
 
-	if (c->boot.serve && !(c->server = gx_store_server_start(c->boot.store, 0)))
-		return wrap(GX_ERR_IO, "rank %u serves the rendezvous store", rank);
-	if (!(r.st = gx_store_connect(c->boot.store, r.timeout_ms)))
-		return GX_ERR_TIMEOUT;
+	if (c->boot.serve && (st = gx_store_server_create(c->boot.store, 0, &c->server)) < 0)
+		return wrap(st, "rank %u serves the rendezvous store", rank);
+	if ((st = gx_store_create(c->boot.store, r.timeout_ms, &r.st)) < 0)
+		return st;
 
 	snprintf(key, sizeof(key), "%sclaim/%u", r.prefix, rank);
 	if ((st = gx_store_add(r.st, key, 1, &claims)) < 0)
@@ -205,51 +204,52 @@ fail_abort: {
 	gx_error(st, "%s", msg);
 }
 out:
-	gx_store_close(r.st);
+	gx_store_destroy(r.st);
 	return st;
 }
 
-static char *keep(struct gx_comm *c, int slot, const char *s)
+/* Keep our own copy of a caller's string (freed at destroy). */
+static const char *keep(struct gx_comm *c, const char *s)
 {
-	if (!s)
-		return NULL;
-	c->strs[slot] = strdup(s);
-	return c->strs[slot];
+	if (!s || c->nstrs == sizeof(c->strs) / sizeof(c->strs[0]))
+		return s ? NULL : "";
+	return c->strs[c->nstrs++] = strdup(s);
 }
 
-struct gx_comm *gx_comm_init(const struct gx_comm_opts *o)
+gx_status_t gx_comm_create(const struct gx_comm_opts *o, struct gx_comm **out)
 {
 	struct gx_comm *c = calloc(1, sizeof(*c));
 	struct gx_core_choice choice;
 	gx_status_t st;
 
-	if (!c) {
-		gx_error(GX_ERR_NOMEM, "gx_comm_init: out of memory");
-		return NULL;
-	}
+	*out = NULL;
+	if (!c)
+		return gx_error(GX_ERR_NOMEM, "gx_comm_create: out of memory");
 	c->opts = *o;
+	gx_option_fill_unset(&gx_comm_option_table, &c->opts);   /* 0 / NULL: the table's default */
 	c->engine_core = -1;
-	c->opts.tr.backend = keep(c, 0, o->tr.backend && *o->tr.backend ? o->tr.backend : "udp");
-	c->opts.tr.udp_ip = keep(c, 1, o->tr.udp_ip);
-	c->opts.tr.dpdk_eal = keep(c, 2, o->tr.dpdk_eal);
-	c->opts.tr.dpdk_port = keep(c, 3, o->tr.dpdk_port);
-	c->opts.tr.dpdk_ip = keep(c, 4, o->tr.dpdk_ip);
-	c->opts.store = keep(c, 5, o->store);
-	if (!c->opts.tr.backend)
-		goto nomem;
-	if (gx_bootstrap_resolve(&c->opts, &c->boot) < 0)
+	c->opts.tr.backend = keep(c, *c->opts.tr.backend ? c->opts.tr.backend : "udp");
+	c->opts.store = keep(c, c->opts.store);
+	int ok = c->opts.tr.backend && c->opts.store;
+	for (uint32_t i = 0; i < o->tr.nsettings && i < GX_SETTINGS_MAX; i++)
+		ok &= (c->opts.tr.settings[i].value = keep(c, o->tr.settings[i].value)) != NULL;
+	if (!ok) {
+		st = gx_error(GX_ERR_NOMEM, "gx_comm_create: out of memory");
+		goto fail;
+	}
+	if ((st = gx_bootstrap_resolve(&c->opts, &c->boot)) < 0)
 		goto fail;
 	c->opts.tr.rank = (uint32_t)c->boot.rank;
 	c->opts.tr.nranks = (uint32_t)c->boot.size;
 	c->opts.tr.job_id = c->boot.job_id;
 	comm_generation++;
 
-	if (!(c->net = gx_net_open(&c->opts.tr))) {
-		wrap(GX_ERR_IO, "rank %d: opening transport %s", c->boot.rank, c->opts.tr.backend);
+	if ((st = gx_net_create(&c->opts.tr, &c->net)) < 0) {
+		st = wrap(st, "rank %d: creating transport %s", c->boot.rank, c->opts.tr.backend);
 		goto fail;
 	}
 	if (c->boot.size > 1 && (st = rendezvous(c)) < 0) {
-		wrap(st, "rank %d of %d", c->boot.rank, c->boot.size);
+		st = wrap(st, "rank %d of %d", c->boot.rank, c->boot.size);
 		goto fail;
 	}
 
@@ -257,23 +257,26 @@ struct gx_comm *gx_comm_init(const struct gx_comm_opts *o)
 		c->engine_core = c->opts.core;
 		snprintf(c->core_why, sizeof(c->core_why), "core %d from --core/GX_CORE", c->opts.core);
 	} else if (c->opts.progress == GX_PROGRESS_THREAD) {
-		if (gx_topo_pick_core(&c->opts.tr, c->boot.local_rank, &choice) < 0)
+		char dev[64];
+		int is_pci = 0;
+		if (gx_net_device(c->net, dev, sizeof(dev), &is_pci) < 0)
+			dev[0] = '\0';         /* no device: any allowed core will do */
+		if ((st = gx_topo_pick_core(dev, is_pci, c->boot.local_rank, &choice)) < 0)
 			goto fail;
 		c->engine_core = choice.cpu;
 		snprintf(c->core_why, sizeof(c->core_why), "%s", choice.why);
 	}
 	if (c->opts.progress == GX_PROGRESS_THREAD) {
-		if (!(c->engine = gx_engine_start(c, c->engine_core)))
+		if ((st = gx_engine_create(c, c->engine_core, &c->engine)) < 0)
 			goto fail;
-	} else if (c->opts.core >= 0 && gx_topo_pin_self(c->opts.core) < 0) {
+	} else if (c->opts.core >= 0 && (st = gx_topo_pin_self(c->opts.core)) < 0) {
 		goto fail;    /* application-driven progress: an explicit core pins the caller */
 	}
-	return c;
-nomem:
-	gx_error(GX_ERR_NOMEM, "gx_comm_init: out of memory");
+	*out = c;
+	return GX_OK;
 fail:
 	gx_comm_destroy(c);
-	return NULL;
+	return st;
 }
 
 static gx_status_t abort_on_owner(void *arg)
@@ -293,14 +296,14 @@ void gx_comm_destroy(struct gx_comm *c)
 	if (!c)
 		return;
 	if (c->engine)
-		gx_engine_stop(c->engine);
+		gx_engine_destroy(c->engine);
 	if (c->coll_free && c->coll_state)
 		c->coll_free(c->coll_state);
 	if (c->net)
-		gx_net_close(c->net);
+		gx_net_destroy(c->net);
 	if (c->server)
-		gx_store_server_stop(c->server, RV_LINGER_MS);
-	for (size_t i = 0; i < sizeof(c->strs) / sizeof(c->strs[0]); i++)
+		gx_store_server_destroy(c->server, RV_LINGER_MS);
+	for (uint32_t i = 0; i < c->nstrs; i++)
 		free(c->strs[i]);
 	free(c);
 }

@@ -6,8 +6,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "comm_layer.h"
 #include "gx_bootstrap.h"
-#include "gx_comm.h"
+#include "gx_option.h"
 #include "gx_store.h"
 
 struct gx_engine;
@@ -23,16 +24,21 @@ struct gx_comm {
 	void *coll_state;             /* owned by collectives/ */
 	void (*coll_free)(void *);
 	int (*_Atomic idle_poll)(struct gx_comm *c);   /* set by collectives/, read by the engine */
-	char *strs[8];                /* strdup'ed option strings, freed at destroy */
+	char *strs[4 + GX_SETTINGS_MAX];  /* strdup'ed option strings, freed at destroy */
+	uint32_t nstrs;
 };
 
+/* ---- config.c ---- */
+/* The communicator's settings (into struct gx_comm_opts): rank, size, store, progress, core, job id. */
+extern const struct gx_option_table gx_comm_option_table;
+
 /* ---- engine.c ---- */
-/* Start the polling thread pinned to `core` (-1: unpinned).  NULL + gx_last_error on failure. */
-struct gx_engine *gx_engine_start(struct gx_comm *c, int core);
+/* Start the polling thread pinned to `core` (-1: unpinned). */
+gx_status_t gx_engine_create(struct gx_comm *c, int core, struct gx_engine **out);
 /* Run fn(arg) on the engine thread and wait for it; returns fn's status (and its message). */
 gx_status_t gx_engine_run(struct gx_engine *e, gx_status_t (*fn)(void *), void *arg);
-/* Stop and join the thread (after the operation in progress, if any). */
-void gx_engine_stop(struct gx_engine *e);
+/* Stop and join the thread (after the operation in progress, if any), free it. */
+void gx_engine_destroy(struct gx_engine *e);
 /* CPU the engine thread last ran on (sched_getcpu inside the engine), -1 before it started. */
 int gx_engine_cpu(const struct gx_engine *e);
 

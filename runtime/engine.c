@@ -115,37 +115,39 @@ static void *engine_main(void *arg)
 	return NULL;
 }
 
-struct gx_engine *gx_engine_start(struct gx_comm *c, int core)
+gx_status_t gx_engine_create(struct gx_comm *c, int core, struct gx_engine **out)
 {
 	struct gx_engine *e = calloc(1, sizeof(*e));
+	gx_status_t st;
 	int err;
 
-	if (!e || !(e->sq = gx_spsc_create(ENGINE_QUEUE))) {
+	*out = NULL;
+	if (!e || gx_spsc_create(ENGINE_QUEUE, &e->sq) < 0) {
 		free(e);
-		gx_error(GX_ERR_NOMEM, "engine: out of memory");
-		return NULL;
+		return gx_error(GX_ERR_NOMEM, "engine: out of memory");
 	}
 	e->c = c;
 	e->core = core;
 	atomic_store(&e->cpu, -1);
 	pthread_mutex_init(&e->submit, NULL);
 	if ((err = pthread_create(&e->thread, NULL, engine_main, e)) != 0) {
-		gx_error(GX_ERR_IO, "engine: cannot start its thread: %s", strerror(err));
+		st = gx_error(GX_ERR_IO, "engine: cannot start its thread: %s", strerror(err));
 		goto fail;
 	}
 	while (atomic_load(&e->started) == 0)
 		futex(&e->started, FUTEX_WAIT_PRIVATE, 0);
 	if (atomic_load(&e->started) == 2) {
 		pthread_join(e->thread, NULL);
-		gx_error(GX_ERR_INVAL, "engine: %s", e->start_err);
+		st = gx_error(GX_ERR_INVAL, "engine: %s", e->start_err);
 		goto fail;
 	}
-	return e;
+	*out = e;
+	return GX_OK;
 fail:
 	pthread_mutex_destroy(&e->submit);
-	gx_spsc_free(e->sq);
+	gx_spsc_destroy(e->sq);
 	free(e);
-	return NULL;
+	return st;
 }
 
 gx_status_t gx_engine_run(struct gx_engine *e, gx_status_t (*fn)(void *), void *arg)
@@ -183,14 +185,14 @@ gx_status_t gx_engine_run(struct gx_engine *e, gx_status_t (*fn)(void *), void *
 	return st;
 }
 
-void gx_engine_stop(struct gx_engine *e)
+void gx_engine_destroy(struct gx_engine *e)
 {
 	if (!e)
 		return;
 	atomic_store(&e->stop, 1);
 	pthread_join(e->thread, NULL);
 	pthread_mutex_destroy(&e->submit);
-	gx_spsc_free(e->sq);
+	gx_spsc_destroy(e->sq);
 	free(e);
 }
 

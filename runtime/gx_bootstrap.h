@@ -5,10 +5,11 @@
  *   rank:   --rank / opts.rank, GX_RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK
  *   size:   --size / opts.size, GX_SIZE, SLURM_NTASKS (SLURM_NPROCS), OMPI_COMM_WORLD_SIZE, PMI_SIZE
  *   local:  GX_LOCAL_RANK, SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID (MPICH)
- *   store:  --store / opts.store, GX_STORE, else 127.0.0.1:29500 (single host only: under srun or
- *           mpirun across hosts set GX_STORE=<rank 0's host>:<port>)
- *   serve:  opts.store_serve >= 0, else GX_STORE_EXTERNAL=1 means "a gx-store runs", else rank 0
- *   job id: opts.tr.job_id, GX_JOB_ID, SLURM_JOB_ID, else 0
+ *   store:  opts.store (--store / GX_STORE through the settings table; default 127.0.0.1:29500,
+ *           single host only: under srun or mpirun across hosts set GX_STORE=<rank 0's host>:<port>)
+ *   serve:  opts.store_serve >= 0 (--store-serve / GX_STORE_SERVE; 0: a gx-store runs), else rank 0
+ *   job id: opts.tr.job_id (--job-id / GX_JOB_ID), else SLURM_JOB_ID, else 0
+ * Settings come through the table (gx_config.h); only launcher variables are read here.
  */
 #ifndef GX_BOOTSTRAP_H
 #define GX_BOOTSTRAP_H

@@ -1,16 +1,16 @@
 /* gx_topology.h: where the engine runs.  With hwloc (GX_HAVE_HWLOC) the machine's topology and
  * the NIC's locality; without it /sys (NUMA node of the NIC's PCI device) and the affinity mask.
  *
- * The NIC is the PCI device behind the transport: for dpdk the port's PCI address (--dpdk-port
- * 0000:3b:00.0), for udp the network interface that owns --udp-ip (/sys/class/net/IF/device).
- * Virtual devices (veth, loopback, vdevs) have no PCI device: then any allowed core will do. */
+ * The NIC is the device the transport backend names (gx_net_device): a PCI address (dpdk on a NIC,
+ * 0000:3b:00.0) or a network interface (udp: the one that owns its address; /sys/class/net/IF/device).
+ * Virtual devices (veth, loopback, vdevs) have no PCI device: then any allowed core will do.
+ * Internal to gx (gx-info prints it); not installed. */
 #ifndef GX_TOPOLOGY_H
 #define GX_TOPOLOGY_H
 
 #include <stdio.h>
 
 #include "gx_status.h"
-#include "gx_transport.h"
 
 struct gx_core_choice {
 	int cpu;                  /* OS index of the chosen core's first PU */
@@ -21,9 +21,9 @@ struct gx_core_choice {
 
 /* Choose the engine's core: among the cores this process may use, those local to the NIC's NUMA
  * node if known; avoid the calling thread's core (the application's) when another one is free;
- * spread co-located ranks by local_rank (-1 unknown). */
-gx_status_t gx_topo_pick_core(const struct gx_transport_opts *tr, int local_rank,
-			      struct gx_core_choice *out);
+ * spread co-located ranks by local_rank (-1 unknown).  device: as gx_net_device gives it (NULL or
+ * "": none). */
+gx_status_t gx_topo_pick_core(const char *device, int is_pci, int local_rank, struct gx_core_choice *out);
 
 /* Pin the calling thread to cpu.  GX_ERR_INVAL if the cpu is not allowed to this process. */
 gx_status_t gx_topo_pin_self(int cpu);

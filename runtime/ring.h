@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gx_status.h"
+
 #define GX_CACHE_LINE 64
 
 struct gx_spsc {                                 /* allocated cache-line aligned */
@@ -28,8 +30,8 @@ struct gx_spsc {                                 /* allocated cache-line aligned
 	void **slot;
 };
 
-/* capacity: rounded up to a power of two (>= 2).  NULL when out of memory. */
-static inline struct gx_spsc *gx_spsc_create(uint32_t capacity)
+/* capacity: rounded up to a power of two (>= 2). */
+static inline gx_status_t gx_spsc_create(uint32_t capacity, struct gx_spsc **out)
 {
 	uint32_t cap = 2;
 	while (cap < capacity && cap < (1u << 30))
@@ -42,15 +44,17 @@ static inline struct gx_spsc *gx_spsc_create(uint32_t capacity)
 	if (!r || !slot) {
 		free(r);
 		free(slot);
-		return NULL;
+		*out = NULL;
+		return gx_error(GX_ERR_NOMEM, "spsc ring: out of memory for %u slots", cap);
 	}
 	memset(r, 0, sizeof(*r));
 	r->mask = cap - 1;
 	r->slot = slot;
-	return r;
+	*out = r;
+	return GX_OK;
 }
 
-static inline void gx_spsc_free(struct gx_spsc *r)
+static inline void gx_spsc_destroy(struct gx_spsc *r)
 {
 	if (r)
 		free(r->slot);

@@ -157,27 +157,28 @@ static int try_connect(const struct sockaddr_in *sa, uint64_t deadline, int *err
 	return fd;
 }
 
-struct gx_store *gx_store_connect(const char *addr, uint32_t timeout_ms)
+gx_status_t gx_store_create(const char *addr, uint32_t timeout_ms, struct gx_store **out)
 {
 	struct sockaddr_in sa;
 	struct gx_store *s;
 	uint64_t deadline = gx_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	uint64_t backoff_ms = 10;
 	int err = 0, fd;
+	gx_status_t st;
 
-	if (resolve(addr, &sa) < 0)
-		return NULL;
+	*out = NULL;
+	if ((st = resolve(addr, &sa)) < 0)
+		return st;
 	for (;;) {
 		fd = try_connect(&sa, deadline, &err);
 		if (fd >= 0)
 			break;
 		int left = remaining_ms(deadline);
 		if (left == 0) {
-			gx_error(GX_ERR_TIMEOUT,
-				 "cannot reach the rendezvous store at %s within %u ms (%s): start rank 0 "
-				 "(it serves the store) or gx-store --port <port>, or point GX_STORE at it",
-				 addr, timeout_ms, strerror(err));
-			return NULL;
+			return gx_error(GX_ERR_TIMEOUT,
+					"cannot reach the rendezvous store at %s within %u ms (%s): start rank 0 "
+					"(it serves the store) or gx-store --port <port>, or point GX_STORE at it",
+					addr, timeout_ms, strerror(err));
 		}
 		struct timespec d = { 0, 0 };
 		uint64_t ms = backoff_ms < (uint64_t)left ? backoff_ms : (uint64_t)left;
@@ -189,15 +190,15 @@ struct gx_store *gx_store_connect(const char *addr, uint32_t timeout_ms)
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		close(fd);
-		gx_error(GX_ERR_NOMEM, "store client: out of memory");
-		return NULL;
+		return gx_error(GX_ERR_NOMEM, "store client: out of memory");
 	}
 	s->fd = fd;
 	snprintf(s->addr, sizeof(s->addr), "%s", addr);
-	return s;
+	*out = s;
+	return GX_OK;
 }
 
-void gx_store_close(struct gx_store *s)
+void gx_store_destroy(struct gx_store *s)
 {
 	if (!s)
 		return;
@@ -927,60 +928,61 @@ static void server_free(struct gx_store_server *s)
 	free(s);
 }
 
-struct gx_store_server *gx_store_server_start(const char *addr, uint32_t idle_timeout_ms)
+gx_status_t gx_store_server_create(const char *addr, uint32_t idle_timeout_ms, struct gx_store_server **out)
 {
 	struct gx_store_server *s = calloc(1, sizeof(*s));
 	struct sockaddr_in sa;
 	socklen_t sl = sizeof(sa);
 	int one = 1, err;
+	gx_status_t st;
 
-	if (!s) {
-		gx_error(GX_ERR_NOMEM, "store server: out of memory");
-		return NULL;
-	}
+	*out = NULL;
+	if (!s)
+		return gx_error(GX_ERR_NOMEM, "store server: out of memory");
 	s->lfd = s->wake[0] = s->wake[1] = -1;
 	s->idle_timeout_ms = idle_timeout_ms;
 	s->tab_size = 256;
 	s->tab = calloc(s->tab_size, sizeof(*s->tab));
 	s->pfd = calloc(2, sizeof(*s->pfd));
 	if (!s->tab || !s->pfd) {
-		gx_error(GX_ERR_NOMEM, "store server: out of memory");
+		st = gx_error(GX_ERR_NOMEM, "store server: out of memory");
 		goto fail;
 	}
-	if (resolve(addr, &sa) < 0)
+	if ((st = resolve(addr, &sa)) < 0)
 		goto fail;
 	if (pipe2(s->wake, O_NONBLOCK | O_CLOEXEC) < 0) {
-		gx_error(GX_ERR_IO, "store server: pipe: %s", strerror(errno));
+		st = gx_error(GX_ERR_IO, "store server: pipe: %s", strerror(errno));
 		goto fail;
 	}
 	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->lfd < 0) {
-		gx_error(GX_ERR_IO, "store server: socket: %s", strerror(errno));
+		st = gx_error(GX_ERR_IO, "store server: socket: %s", strerror(errno));
 		goto fail;
 	}
 	setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		err = errno;
-		gx_error(GX_ERR_IO, "store server: cannot listen on %s (%s)%s", addr, strerror(err),
+		st = gx_error(GX_ERR_IO, "store server: cannot listen on %s (%s)%s", addr, strerror(err),
 			 err == EADDRINUSE ? ": another job's store uses that port; pick another with "
 			 "GX_STORE=host:port (or --store)" : err == EADDRNOTAVAIL ? ": that address is not "
 			 "on this host; GX_STORE must name rank 0's host" : "");
 		goto fail;
 	}
 	if (listen(s->lfd, 1024) < 0 || getsockname(s->lfd, (struct sockaddr *)&sa, &sl) < 0) {
-		gx_error(GX_ERR_IO, "store server: listen on %s: %s", addr, strerror(errno));
+		st = gx_error(GX_ERR_IO, "store server: listen on %s: %s", addr, strerror(errno));
 		goto fail;
 	}
 	s->port = ntohs(sa.sin_port);
 	atomic_store(&s->running, 1);
 	if ((err = pthread_create(&s->thread, NULL, server_main, s)) != 0) {
-		gx_error(GX_ERR_IO, "store server: pthread_create: %s", strerror(err));
+		st = gx_error(GX_ERR_IO, "store server: pthread_create: %s", strerror(err));
 		goto fail;
 	}
-	return s;
+	*out = s;
+	return GX_OK;
 fail:
 	server_free(s);
-	return NULL;
+	return st;
 }
 
 uint16_t gx_store_server_port(const struct gx_store_server *s)
@@ -998,7 +1000,7 @@ uint32_t gx_store_server_clients(const struct gx_store_server *s)
 	return atomic_load(&((struct gx_store_server *)s)->nclients);
 }
 
-void gx_store_server_stop(struct gx_store_server *s, uint32_t linger_ms)
+void gx_store_server_destroy(struct gx_store_server *s, uint32_t linger_ms)
 {
 	if (!s)
 		return;

@@ -6,10 +6,7 @@
  * restricted to the CPUs this thread may run on (taskset, cgroups, Slurm's binding).  Pinning uses
  * pthread_setaffinity_np in both builds.
  */
-#include <ifaddrs.h>
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -91,28 +88,6 @@ static void cpus_str(const cpu_set_t *set, char *buf, size_t len)
 			n += (size_t)snprintf(buf + n, len - n, "-%d", j);
 		i = j;
 	}
-}
-
-/* The network interface that owns ip (NULL/"" -> 127.0.0.1 as the udp backend does). */
-static int ifname_of_ip(const char *ip, char *name, size_t len)
-{
-	struct ifaddrs *ifs, *i;
-	struct in_addr a;
-	int found = -1;
-
-	if (!ip || !*ip)
-		ip = "127.0.0.1";
-	if (inet_pton(AF_INET, ip, &a) != 1 || getifaddrs(&ifs) < 0)
-		return -1;
-	for (i = ifs; i; i = i->ifa_next)
-		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
-		    ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr == a.s_addr) {
-			snprintf(name, len, "%s", i->ifa_name);
-			found = 0;
-			break;
-		}
-	freeifaddrs(ifs);
-	return found;
 }
 
 static int looks_like_pci(const char *s)
@@ -203,26 +178,20 @@ static int hwloc_nic_cpus(hwloc_topology_t t, const char *nic, int is_pci, cpu_s
 }
 #endif
 
-gx_status_t gx_topo_pick_core(const struct gx_transport_opts *tr, int local_rank,
-			      struct gx_core_choice *out)
+gx_status_t gx_topo_pick_core(const char *device, int is_pci, int local_rank, struct gx_core_choice *out)
 {
 	cpu_set_t allowed, local, cand, avoid;
 	char nic[64] = "", list[128];
-	int is_pci = 0, have_local = 0, me = sched_getcpu();
-	const char *backend = tr && tr->backend ? tr->backend : "udp";
+	int have_local = 0, me = sched_getcpu();
 
 	memset(out, 0, sizeof(*out));
 	out->cpu = -1;
 	out->numa = -1;
 	if (allowed_cpus(&allowed) < 0)
 		return gx_error(GX_ERR_IO, "sched_getaffinity: %s", strerror(errno));
-	if (tr && !strcmp(backend, "dpdk") && looks_like_pci(tr->dpdk_port)) {
-		snprintf(nic, sizeof(nic), "%s", tr->dpdk_port);
-		is_pci = 1;
-	} else if (tr && !strcmp(backend, "udp") && !(tr->udp_ip && !strcmp(tr->udp_ip, "auto"))) {
-		if (ifname_of_ip(tr->udp_ip, nic, sizeof(nic)) < 0)
-			nic[0] = '\0';
-	}
+	if (device && *device)
+		snprintf(nic, sizeof(nic), "%s", device);
+	is_pci = is_pci && looks_like_pci(nic);
 	snprintf(out->nic, sizeof(out->nic), "%s", nic);
 	CPU_ZERO(&local);
 	if (nic[0])

@@ -14,7 +14,7 @@
  *
  * `test_allreduce dpdk-af-packet` (root) runs the same checks over DPDK net_af_packet, one
  * scripts/gx-netns host (namespace) per rank, with the 5 % loss made by the bridge instead of the
- * fault hooks, plus gx_comm_init (the store and address allgather) over that network.
+ * fault hooks, plus gx_comm_create (the store and address allgather) over that network.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -29,11 +29,12 @@
 #include <time.h>
 
 #include "coll_internal.h"
+#include "gx_build_config.h"
 #include "gx_collectives.h"
 #include "gx_rng.h"
 #include "gx_test.h"
 #include "gx_time.h"
-#include "gx_transport.h"
+#include "gx_net.h"
 #include "thc.h"
 
 #define MAXR 8
@@ -308,7 +309,7 @@ static void tr_opts(struct gx_transport_opts *o, uint32_t rank, uint32_t n)
 	o->job_id = 4242;
 	if (!g_dpdk) {
 		o->backend = "udp";
-		o->udp_ip = "127.0.0.1";
+		gx_transport_opts_set(o, "udp-ip", "127.0.0.1");
 		return;
 	}
 	/* eth0 carries 10.77.0.<r+1> for the kernel; the port uses the default 10.0.0.<r+1>, an
@@ -316,7 +317,7 @@ static void tr_opts(struct gx_transport_opts *o, uint32_t rank, uint32_t n)
 	snprintf(g_eal, sizeof(g_eal), "--no-huge --no-shconf --no-pci --log-level=warning "
 		 "--vdev=net_af_packet0,iface=eth0,framecnt=4096");
 	o->backend = "dpdk";
-	o->dpdk_eal = g_eal;
+	gx_transport_opts_set(o, "dpdk-eal", g_eal);
 }
 
 static void child(const struct world_cfg *w, uint32_t rank, int up, int down, rank_fn fn)
@@ -331,7 +332,8 @@ static void child(const struct world_cfg *w, uint32_t rank, int up, int down, ra
 	o.peer_timeout_ms = w->peer_timeout_ms;
 	o.fault.drop = g_dpdk ? 0.0 : w->drop;
 	o.fault.seed = 77 + rank;
-	struct gx_net *net = gx_net_open(&o);
+	struct gx_net *net = NULL;
+	gx_net_create(&o, &net);
 	if (!net || gx_net_local_addr(net, blob, &len) < 0) {
 		fprintf(stderr, "rank %u: %s\n", rank, gx_last_error());
 		_exit(3);
@@ -349,7 +351,8 @@ static void child(const struct world_cfg *w, uint32_t rank, int up, int down, ra
 			_exit(3);
 		}
 	}
-	struct gx_coll *s = gx_coll_open(net);
+	struct gx_coll *s = NULL;
+	gx_coll_create(net, &s);
 	if (!s)
 		_exit(3);
 	fn(s, rank, w->n, up);
@@ -368,8 +371,8 @@ static void child(const struct world_cfg *w, uint32_t rank, int up, int down, ra
 			idle_since = now - 1000000000ull;   /* a dead peer (kill test): just wait */
 		gx_idle_backoff(now - idle_since);
 	}
-	gx_coll_close(s);
-	gx_net_close(net);
+	gx_coll_destroy(s);
+	gx_net_destroy(net);
 	_exit(0);
 }
 
@@ -462,7 +465,7 @@ struct ar_case {
 static const struct ar_case *g_cases;
 static size_t g_ncases;
 
-/* The allreduce under test: over a bare gx_coll, or over a communicator (gx_comm_init). */
+/* The allreduce under test: over a bare gx_coll, or over a communicator (gx_comm_create). */
 typedef gx_status_t (*ar_entry)(void *ctx, float *buf, size_t count, enum gx_redop op,
 				const struct gx_allreduce_opts *o);
 
@@ -770,7 +773,7 @@ static void test_idle_backoff(void)
 	world_end(&W);
 }
 
-/* ---- through gx_comm_init: the real bootstrap ----------------------------------------------
+/* ---- through gx_comm_create: the real bootstrap ----------------------------------------------
  * Rank 0 serves the store on its host's kernel address (10.77.0.1 over the bridge), every rank
  * allgathers its DPDK address blob through it, and gx_allreduce runs on the communicator's engine
  * thread (GX_PROGRESS_THREAD) or on the application thread. */
@@ -791,12 +794,12 @@ static void comm_child(uint32_t rank, uint32_t n, enum gx_progress prog, int up,
 	co.store = store;
 	co.store_timeout_ms = 30000;
 	co.progress = prog;
-	struct gx_comm *c = gx_comm_init(&co);
-	if (!c) {
+	struct gx_comm *c = NULL;
+	if (gx_comm_create(&co, &c) < 0) {
 		struct report rep;
 		memset(&rep, 0, sizeof(rep));
 		rep.status = GX_ERR_IO;
-		snprintf(rep.msg, sizeof(rep.msg), "gx_comm_init: %s", gx_last_error());
+		snprintf(rep.msg, sizeof(rep.msg), "gx_comm_create: %s", gx_last_error());
 		for (size_t k = 0; k < g_ncases; k++)
 			report_send(up, &rep);
 		_exit(3);
@@ -971,7 +974,7 @@ static void run_compressed(struct gx_coll *s, uint32_t rank, uint32_t n, int up)
 			}
 		}
 		if (rep.status >= 0 && !strcmp(path, "sharded-ef")) {
-			/* algorithms.md §3.2 item 8, on the owned shard:
+			/* docs/algorithms.md §3.2 item 8, on the owned shard:
 			 * sum_t c_t + e_server + (1/n) sum_i e_worker_i == sum_t (1/n) sum_i g_i,t */
 			size_t off, cnt;
 			const float *es = gx_allreduce_server_residual(h, &off, &cnt);
@@ -1076,7 +1079,7 @@ static void test_thc_pieces(void)
 /* test_allreduce                  schedules, udp on loopback, compressed paths
  * test_allreduce dpdk-af-packet   the same bit-identical, loss and killed-rank checks over DPDK
  *                                 net_af_packet across scripts/gx-netns namespaces, and
- *                                 gx_comm_init over it (root) */
+ *                                 gx_comm_create over it (root) */
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1102,7 +1105,7 @@ int main(int argc, char **argv)
 		{ "5% loss in the bridge", test_loss },
 		{ "rank killed mid-allreduce is named", test_peer_killed },
 		{ "idle rank backs off", test_idle_backoff },
-		{ "gx_comm_init (store on rank 0), engine thread and application progress", test_comm_bootstrap },
+		{ "gx_comm_create (store on rank 0), engine thread and application progress", test_comm_bootstrap },
 		CU_TEST_INFO_NULL,
 	};
 	static CU_SuiteInfo suites[] = {
@@ -1116,7 +1119,7 @@ int main(int argc, char **argv)
 		CU_SUITE_INFO_NULL,
 	};
 	if (argc > 1 && !strcmp(argv[1], "dpdk-af-packet")) {
-		if (!GX_DPDK_BACKEND_BUILT)
+		if (!GX_HAVE_DPDK)
 			gx_test_skip("this build has no DPDK backend (libdpdk-dev not found)");
 		gx_test_require_root("allreduce over dpdk net_af_packet (namespaces, raw sockets)");
 		if (system("ip netns list >/dev/null 2>&1") != 0)

@@ -1,4 +1,4 @@
-/* test_codec.c: the codec library against the oracles of algorithms.md §3.1-3.2 (fixed seeds, stated
+/* test_codec.c: the codec library against the oracles of docs/algorithms.md §3.1-3.2 (fixed seeds, stated
  * tolerances), exact wire sizes, round trips, every vector path bit-identical to the scalar one,
  * compressed-domain adds, error feedback, and every kind of bad input. */
 #include <math.h>
@@ -120,7 +120,7 @@ static size_t formula_block(const char *spec, const struct gx_codec_block *b)
 	case GX_CODEC_NONE: return HDR + 4 * (size_t)m;
 	case GX_CODEC_FP16:
 	case GX_CODEC_BF16: return HDR + 2 * (size_t)m;
-	case GX_CODEC_INT8: return 32 + (size_t)m;                 /* algorithms.md: 32 per chunk + d */
+	case GX_CODEC_INT8: return 32 + (size_t)m;                 /* docs/algorithms.md: 32 per chunk + d */
 	case GX_CODEC_SIGN: return HDR + 4 + (m + 7) / 8;          /* 4 + ceil(d/8) per block */
 	case GX_CODEC_QSGD:
 	case GX_CODEC_FIXED: {
@@ -676,7 +676,7 @@ static void ef_run(const char *spec, size_t n, int steps, int exact)
 		}
 		free(chk);
 	}
-	/* sum_s sent_s + e_t == sum_s g_s (algorithms.md §3.2 item 7), relative 1e-5 per term */
+	/* sum_s sent_s + e_t == sum_s g_s (docs/algorithms.md §3.2 item 7), relative 1e-5 per term */
 	const float *e = gx_ef_residual(ef);
 	for (size_t i = 0; i < n; i++)
 		worst = fmax(worst, fabs(sum_s[i] + e[i] - sum_g[i]));

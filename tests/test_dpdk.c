@@ -42,10 +42,11 @@
 
 #include "gx_test.h"
 #include "gx_time.h"
-#include "gx_transport.h"
+#include "gx_backend.h"
 
 #define JOB_ID 7u
 #define UDP_PORT 22631u
+#define UDP_PORT_STR "22631"
 #define CASE_TIMEOUT_S 60
 #define NSZ 64
 
@@ -193,12 +194,12 @@ struct rx_state {
 	uint8_t tmp[65536];
 };
 
-static gx_status_t on_data(void *arg, uint32_t peer, const struct gx_hdr *h, const void *payload,
+static gx_status_t on_data(void *arg, uint32_t peer, const struct gx_desc *h, const void *payload,
 			   uint32_t len)
 {
 	struct rx_state *s = arg;
 
-	if (h->type != GX_PKT_DATA)
+	if ((h->flags & GX_DESC_RAW))
 		return GX_OK;
 	uint32_t k = h->coll_id;
 	if (peer != s->src || k == 0 || k > s->nsizes) {
@@ -397,12 +398,12 @@ static gx_status_t open_pair(struct gx_net *n[2])
 		o.rank = (uint32_t)r;
 		o.nranks = 2;
 		o.job_id = JOB_ID;
-		o.udp_port = UDP_PORT;
-		o.dpdk_ip = r == 0 ? "10.0.0.1" : "10.0.0.2";
-		o.dpdk_eal = eal[r];
-		o.dpdk_port = port[r];
+		gx_transport_opts_set(&o, "udp-port", UDP_PORT_STR);
+		gx_transport_opts_set(&o, "dpdk-ip", r == 0 ? "10.0.0.1" : "10.0.0.2");
+		gx_transport_opts_set(&o, "dpdk-eal", eal[r]);
+		gx_transport_opts_set(&o, "dpdk-port", port[r]);
 		o.peer_timeout_ms = 5000;
-		if (!(n[r] = gx_net_open(&o)))
+		if (gx_net_create(&o, &n[r]) < 0)
 			return gx_error(GX_ERR_IO, "net %d (%s): %s", r, port[r], gx_last_error());
 		bl[r] = GX_ADDR_MAX;
 		gx_status_t st = gx_net_local_addr(n[r], blob[r], &bl[r]);
@@ -452,7 +453,7 @@ static gx_status_t pair_transfer(struct gx_net *n[2], uint64_t size, struct resu
 				uint64_t off = chunk[r] * rx[r].p;
 				uint32_t len = (uint32_t)(size - off < rx[r].p ? size - off : rx[r].p);
 				pattern(buf, (uint32_t)r, 1, off, len);
-				struct gx_tx_desc d = { .coll_id = 1, .chunk = (uint32_t)chunk[r] };
+				struct gx_desc d = { .coll_id = 1, .chunk = (uint32_t)chunk[r] };
 				if ((st = gx_net_commit(n[r], (uint32_t)(1 - r), &d, len)) < 0)
 					goto out;
 				chunk[r]++;
@@ -508,8 +509,8 @@ static void shared_eal_main(int out)
 			st = pair_transfer(n, round == 0 ? 4u << 20 : 1u << 20, &res);
 		if (st < 0)
 			snprintf(res.msg, sizeof(res.msg), "round %d: %s", round + 1, gx_last_error());
-		gx_net_close(n[1]);
-		gx_net_close(n[0]);
+		gx_net_destroy(n[1]);
+		gx_net_destroy(n[0]);
 		n[0] = n[1] = NULL;
 	}
 	res.status = st;
@@ -580,23 +581,25 @@ static void rank_main(int r, const struct spec *sp, int sock, int out)
 	o.nranks = 2;
 	o.job_id = JOB_ID;
 	o.mtu = sp->mtu;
-	o.udp_port = UDP_PORT;
-	o.dpdk_ip = r == 0 ? "10.0.0.1" : "10.0.0.2";
+	gx_transport_opts_set(&o, "udp-port", UDP_PORT_STR);
+	gx_transport_opts_set(&o, "dpdk-ip", r == 0 ? "10.0.0.1" : "10.0.0.2");
 	o.peer_timeout_ms = sp->peer_timeout_ms ? sp->peer_timeout_ms : 5000;
 	o.fault = sp->fault;
 	if (sp->role == ROLE_OPEN_ONLY) {
-		o.dpdk_eal = sp->eal;
-		o.dpdk_port = sp->port;
-		struct gx_net *n = gx_net_open(&o);
+		gx_transport_opts_set(&o, "dpdk-eal", sp->eal);
+		gx_transport_opts_set(&o, "dpdk-port", sp->port);
+		struct gx_net *n = NULL;
+		gx_net_create(&o, &n);
 		res.status = n ? GX_OK : GX_ERR_INVAL;
 		snprintf(res.msg, sizeof(res.msg), "%s", n ? "opened" : gx_last_error());
 		report(out, &res);
 		_exit(0);   /* no teardown: the verdict is in */
 	}
 	eal_args(eal, sizeof(eal), r, sp->mtu, sock_seq);
-	o.dpdk_eal = eal;
+	gx_transport_opts_set(&o, "dpdk-eal", eal);
 	uint64_t t0 = gx_now_ns();
-	struct gx_net *n = gx_net_open(&o);
+	struct gx_net *n = NULL;
+	gx_net_create(&o, &n);
 	if (!n) {
 		res.status = GX_ERR_IO;
 		snprintf(res.msg, sizeof(res.msg), "rank %d open: %s", r, gx_last_error());
@@ -669,8 +672,8 @@ static void rank_main(int r, const struct spec *sp, int sock, int out)
 			uint64_t off = chunk * rx.p;
 			uint32_t len = (uint32_t)(size - off < rx.p ? size - off : rx.p);
 			pattern(buf, (uint32_t)r, k + 1, off, len);
-			struct gx_tx_desc d = { .coll_id = k + 1, .chunk = (uint32_t)chunk,
-						.flags = chunk + 1 == nch ? GX_F_LAST | GX_F_ACK_REQ : 0,
+			struct gx_desc d = { .coll_id = k + 1, .chunk = (uint32_t)chunk,
+						.flags = chunk + 1 == nch ? GX_DESC_LAST | GX_DESC_ACK_REQ : 0,
 						.aux = (uint32_t)size };
 			if ((st = gx_net_commit(n, peer, &d, len)) < 0)
 				goto fail;
@@ -719,7 +722,7 @@ fail:
 	}
 	fill_counters(n, &res);
 	report(out, &res);      /* before teardown: the verdict does not depend on it */
-	gx_net_close(n);
+	gx_net_destroy(n);
 	_exit(0);
 }
 

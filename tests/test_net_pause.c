@@ -18,7 +18,7 @@
 
 #include "gx_test.h"
 #include "gx_time.h"
-#include "gx_transport.h"
+#include "gx_backend.h"
 
 #define TIMEOUT_MS 300
 
@@ -28,7 +28,7 @@ struct rank {
 	int got;
 };
 
-static gx_status_t count_fn(void *arg, uint32_t peer, const struct gx_hdr *h, const void *p, uint32_t len)
+static gx_status_t count_fn(void *arg, uint32_t peer, const struct gx_desc *h, const void *p, uint32_t len)
 {
 	(void)peer;
 	(void)h;
@@ -59,12 +59,13 @@ static int sync_byte(struct rank *x, int out)
 static int rank_open(struct rank *x, uint32_t r)
 {
 	struct gx_transport_opts o = { .backend = "udp", .rank = r, .nranks = 2, .job_id = 4242,
-				       .udp_ip = "127.0.0.1", .peer_timeout_ms = TIMEOUT_MS };
+				       .peer_timeout_ms = TIMEOUT_MS };
 	unsigned char blob[GX_ADDR_MAX], theirs[GX_ADDR_MAX];
 	size_t len = sizeof(blob);
 	uint32_t l32, tl;
 
-	if (!(x->net = gx_net_open(&o)) || gx_net_local_addr(x->net, blob, &len) < 0) {
+	if (gx_transport_opts_set(&o, "udp-ip", "127.0.0.1") < 0 ||
+	    gx_net_create(&o, &x->net) < 0 || gx_net_local_addr(x->net, blob, &len) < 0) {
 		fprintf(stderr, "rank %u: %s\n", r, gx_last_error());
 		return -1;
 	}
@@ -135,7 +136,7 @@ static int rank1(int sock, int die)
 		fprintf(stderr, "rank 1: %s\n", gx_last_error());
 		return 1;
 	}
-	gx_net_close(x.net);
+	gx_net_destroy(x.net);
 	return 0;
 }
 
@@ -156,7 +157,7 @@ static void run(int die)
 	CU_ASSERT_FATAL(rank_open(&x, 0) == 0);
 
 	/* One DATA packet, no ACK_REQ (a single packet asks for none on its own). */
-	struct gx_tx_desc d = { .coll_id = 1, .flags = GX_F_LAST };
+	struct gx_desc d = { .coll_id = 1, .flags = GX_DESC_LAST };
 	uint32_t v = 0x5867;
 	CU_ASSERT_FATAL(gx_net_send(x.net, 1, &d, &v, sizeof(v)) == GX_OK);
 	gx_net_flush(x.net);
@@ -198,7 +199,7 @@ static void run(int die)
 	} else {
 		CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	}
-	gx_net_close(x.net);
+	gx_net_destroy(x.net);
 	close(sv[0]);
 }
 

@@ -1,5 +1,5 @@
 /* test_runtime.c: the SPSC ring under two threads, the engine thread (order, statuses, messages,
- * pinning), application-driven progress, and gx_comm_init with 1..5 forked ranks over udp on
+ * pinning), application-driven progress, and gx_comm_create with 1..5 forked ranks over udp on
  * loopback, each rank exchanging a packet with every other through the connected gx_net. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -24,7 +24,8 @@
 /* ---- SPSC ring -------------------------------------------------------------------------------- */
 static void test_ring_basic(void)
 {
-	struct gx_spsc *r = gx_spsc_create(5);     /* rounded up to 8 */
+	struct gx_spsc *r;
+	CU_ASSERT_FATAL(gx_spsc_create(5, &r) == GX_OK);     /* rounded up to 8 */
 	uintptr_t v;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
@@ -38,10 +39,10 @@ static void test_ring_basic(void)
 	for (v = 1; v <= 8; v++)
 		CU_ASSERT_EQUAL((uintptr_t)gx_spsc_pop(r), v);
 	CU_ASSERT_PTR_NULL(gx_spsc_pop(r));
-	gx_spsc_free(r);
+	gx_spsc_destroy(r);
 
 	/* indices wrapping past 2^32 keep FIFO order and the full/empty tests right */
-	r = gx_spsc_create(4);
+	CU_ASSERT_FATAL(gx_spsc_create(4, &r) == GX_OK);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
 	if (!r)
 		return;
@@ -60,7 +61,7 @@ static void test_ring_basic(void)
 	while ((p = gx_spsc_pop(r)))
 		CU_ASSERT_EQUAL((uintptr_t)p, expect++);
 	CU_ASSERT_EQUAL(expect, next);
-	gx_spsc_free(r);
+	gx_spsc_destroy(r);
 }
 
 #define RING_ITEMS 2000000u
@@ -90,7 +91,8 @@ static void *ring_consumer(void *arg)
 
 static void test_ring_threads(void)
 {
-	struct ring_arg a = { .r = gx_spsc_create(64) };
+	struct ring_arg a = { 0 };
+	CU_ASSERT_FATAL(gx_spsc_create(64, &a.r) == GX_OK);
 	pthread_t th;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(a.r);
@@ -104,7 +106,7 @@ static void test_ring_threads(void)
 	CU_ASSERT_EQUAL(a.errors, 0);
 	CU_ASSERT_EQUAL(a.received, RING_ITEMS);
 	CU_ASSERT_PTR_NULL(gx_spsc_pop(a.r));
-	gx_spsc_free(a.r);
+	gx_spsc_destroy(a.r);
 }
 
 /* ---- engine ------------------------------------------------------------------------------------ */
@@ -116,8 +118,9 @@ static struct gx_comm *one_rank(enum gx_progress p, int core)
 	o.size = 1;
 	o.progress = p;
 	o.core = core;
-	o.tr.udp_ip = "127.0.0.1";
-	return gx_comm_init(&o);
+	gx_transport_opts_set(&o.tr, "udp-ip", "127.0.0.1");
+	struct gx_comm *c = NULL;
+	return gx_comm_create(&o, &c) < 0 ? NULL : c;
 }
 
 struct job {
@@ -215,8 +218,18 @@ static void test_engine_pinning(void)
 
 	/* the choice explains itself */
 	struct gx_core_choice ch;
-	struct gx_transport_opts tr = { .backend = "udp", .udp_ip = "127.0.0.1" };
-	CU_ASSERT_EQUAL(gx_topo_pick_core(&tr, 0, &ch), GX_OK);
+	/* the NIC is the one the backend names: udp on 127.0.0.1 sends through lo */
+	struct gx_transport_opts tr = { .backend = "udp", .rank = 0, .nranks = 1 };
+	struct gx_net *net = NULL;
+	char dev[64];
+	int is_pci = 1;
+	CU_ASSERT_EQUAL(gx_transport_opts_set(&tr, "udp-ip", "127.0.0.1"), GX_OK);
+	CU_ASSERT_EQUAL_FATAL(gx_net_create(&tr, &net), GX_OK);
+	CU_ASSERT_EQUAL(gx_net_device(net, dev, sizeof(dev), &is_pci), GX_OK);
+	CU_ASSERT_STRING_EQUAL(dev, "lo");
+	CU_ASSERT_EQUAL(is_pci, 0);
+	gx_net_destroy(net);
+	CU_ASSERT_EQUAL(gx_topo_pick_core(dev, is_pci, 0, &ch), GX_OK);
 	CU_ASSERT(ch.cpu >= 0 && CPU_ISSET(ch.cpu, &allowed));
 	CU_ASSERT_STRING_EQUAL(ch.nic, "lo");
 	CU_ASSERT_PTR_NOT_NULL(strstr(ch.why, "cpu "));
@@ -245,7 +258,7 @@ struct exchange {
 	uint32_t ngot;
 };
 
-static gx_status_t on_data(void *arg, uint32_t peer, const struct gx_hdr *h, const void *p, uint32_t len)
+static gx_status_t on_data(void *arg, uint32_t peer, const struct gx_desc *h, const void *p, uint32_t len)
 {
 	struct exchange *x = arg;
 	uint32_t v;
@@ -264,7 +277,7 @@ static gx_status_t exchange_fn(void *arg)
 	struct exchange *x = arg;
 	struct gx_net *n = gx_comm_net(x->c);
 	uint32_t me = gx_comm_rank(x->c), size = gx_comm_size(x->c);
-	struct gx_tx_desc d = { .coll_id = 1 };
+	struct gx_desc d = { .coll_id = 1 };
 	gx_status_t st;
 
 	for (uint32_t p = 0; p < size; p++) {
@@ -301,10 +314,12 @@ static int rank_main(int rank, int size, const char *store, enum gx_progress pro
 	gx_comm_opts_default(&o);
 	o.rank = rank;
 	o.size = size;
-	o.store = store;
+	if (store)                /* else GX_STORE (gx-run) through gx_comm_opts_default */
+		o.store = store;
 	o.progress = prog;
 	o.store_timeout_ms = 20000;
-	o.tr.udp_ip = "127.0.0.1";
+	if (!verbose)             /* under gx-run GX_UDP_IP (namespaces) came with gx_comm_opts_default */
+		gx_transport_opts_set(&o.tr, "udp-ip", "127.0.0.1");
 	if (verbose) {            /* under gx-run: GX_* settings apply (GX_UDP_IP in namespaces) */
 		char *argv[] = { "test_runtime", NULL };
 		int argc = 1;
@@ -313,7 +328,7 @@ static int rank_main(int rank, int size, const char *store, enum gx_progress pro
 			return 2;
 		}
 	}
-	if (!(x.c = gx_comm_init(&o))) {
+	if (gx_comm_create(&o, &x.c) < 0) {
 		fprintf(stderr, "rank %d: %s\n", rank, gx_last_error());
 		return 10;
 	}
@@ -373,8 +388,10 @@ static void test_ranks_thread(void)
 /* ---- scripts/gx-run ---------------------------------------------------------------------------- */
 static int run_script(const char *args, char *out, size_t outlen)
 {
-	char cmd[1024], path[512], self[512];
+	char cmd[1024], path[512], self[512], store[512];
 	gx_test_path(path, sizeof(path), 0, "scripts/gx-run");
+	gx_test_path(store, sizeof(store), 1, "apps/gx-store");
+	setenv("GX_STORE_BIN", store, 1);   /* this build's gx-store, not another build dir's */
 	gx_test_path(self, sizeof(self), 1, "tests/test_runtime");
 	snprintf(cmd, sizeof(cmd), "timeout 60 %s %s 2>&1", path, args);
 	char *at = strstr(cmd, "SELF");
@@ -411,6 +428,8 @@ static void test_gx_run(void)
 
 	/* the same through a standalone gx-store */
 	rc = run_script("-n 2 --external-store --timeout 50 -- SELF --as-rank", out, sizeof(out));
+	if (rc != 0)
+		fprintf(stderr, "%s\n", out);
 	CU_ASSERT_EQUAL(rc, 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "[store] gx-store: serving on 127.0.0.1:"));
 

@@ -1,5 +1,5 @@
 /* test_store.c: the rendezvous store (set/get/wait/add, back-off, bad clients, a store that dies),
- * the bootstrap's environment rules, and gx_comm_init's rendezvous errors with forked ranks over
+ * the bootstrap's environment rules, and gx_comm_create's rendezvous errors with forked ranks over
  * udp on loopback (late rank, missing rank named, wrong world size, store killed mid-rendezvous). */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +21,13 @@
 #include "gx_test.h"
 #include "gx_time.h"
 
+/* A store client that cannot be created: a failing status and no object. */
+static int store_refused(const char *addr, uint32_t timeout_ms)
+{
+	struct gx_store *s = (struct gx_store *)1;
+	return gx_store_create(addr, timeout_ms, &s) < 0 && s == NULL;
+}
+
 static void sleep_ms(unsigned ms)
 {
 	struct timespec d = { ms / 1000, (long)(ms % 1000) * 1000000l };
@@ -29,7 +36,8 @@ static void sleep_ms(unsigned ms)
 
 static struct gx_store_server *start_server(char *addr, size_t len)
 {
-	struct gx_store_server *s = gx_store_server_start("127.0.0.1:0", 0);
+	struct gx_store_server *s = NULL;
+	gx_store_server_create("127.0.0.1:0", 0, &s);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	snprintf(addr, len, "127.0.0.1:%u", gx_store_server_port(s));
 	return s;
@@ -42,7 +50,8 @@ static void test_set_get_add(void)
 	size_t len = 0;
 	int64_t v = 0;
 	struct gx_store_server *srv = start_server(addr, sizeof(addr));
-	struct gx_store *s = gx_store_connect(addr, 2000);
+	struct gx_store *s = NULL;
+	gx_store_create(addr, 2000, &s);
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	CU_ASSERT_EQUAL(gx_store_set(s, "alpha", "hello", 5), GX_OK);
@@ -76,8 +85,8 @@ static void test_set_get_add(void)
 	CU_ASSERT_EQUAL((uint8_t)buf[7], 0xff);
 	/* bad keys are refused on the client side */
 	CU_ASSERT_EQUAL(gx_store_set(s, "", "x", 1), GX_ERR_INVAL);
-	gx_store_close(s);
-	gx_store_server_stop(srv, 0);
+	gx_store_destroy(s);
+	gx_store_server_destroy(srv, 0);
 }
 
 struct late_set {
@@ -89,10 +98,11 @@ static void *late_setter(void *arg)
 {
 	struct late_set *l = arg;
 	sleep_ms(l->delay_ms);
-	struct gx_store *s = gx_store_connect(l->addr, 2000);
+	struct gx_store *s = NULL;
+	gx_store_create(l->addr, 2000, &s);
 	if (s) {
 		gx_store_set(s, l->key, "v", 1);
-		gx_store_close(s);
+		gx_store_destroy(s);
 	}
 	return NULL;
 }
@@ -103,7 +113,8 @@ static void test_wait(void)
 	uint32_t miss[4], nmiss = 99;
 	const char *keys[4] = { "w0", "w1", "w2", "w3" };
 	struct gx_store_server *srv = start_server(addr, sizeof(addr));
-	struct gx_store *s = gx_store_connect(addr, 2000);
+	struct gx_store *s = NULL;
+	gx_store_create(addr, 2000, &s);
 	pthread_t th;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
@@ -140,8 +151,8 @@ static void test_wait(void)
 	CU_ASSERT_EQUAL(gx_store_get(s, "lateget", buf, sizeof(buf), &len, 10000), GX_OK);
 	CU_ASSERT_EQUAL(len, 1);
 	pthread_join(th, NULL);
-	gx_store_close(s);
-	gx_store_server_stop(srv, 0);
+	gx_store_destroy(s);
+	gx_store_server_destroy(srv, 0);
 }
 
 /* ---- many clients ---------------------------------------------------------------------------- */
@@ -161,7 +172,8 @@ static void *many_client(void *arg)
 	char key[32];
 	const char *keys[MANY];
 	char names[MANY][32];
-	struct gx_store *s = gx_store_connect(m->addr, 5000);
+	struct gx_store *s = NULL;
+	gx_store_create(m->addr, 5000, &s);
 
 	m->st = GX_ERR_IO;
 	if (!s)
@@ -181,7 +193,7 @@ static void *many_client(void *arg)
 	if (m->st == GX_OK)
 		m->st = gx_store_add(s, "many/ctr", 0, &m->last);
 out:
-	gx_store_close(s);
+	gx_store_destroy(s);
 	return NULL;
 }
 
@@ -201,7 +213,7 @@ static void test_many_clients(void)
 		CU_ASSERT_EQUAL(a[i].st, GX_OK);
 		CU_ASSERT_EQUAL(a[i].last, MANY * ADDS);
 	}
-	gx_store_server_stop(srv, 0);
+	gx_store_server_destroy(srv, 0);
 }
 
 /* ---- bad clients, back-off, timeouts ----------------------------------------------------------- */
@@ -223,7 +235,8 @@ static void test_bad_clients(void)
 	size_t len;
 	struct gx_store_server *srv = start_server(addr, sizeof(addr));
 	uint16_t port = gx_store_server_port(srv);
-	struct gx_store *good = gx_store_connect(addr, 2000);
+	struct gx_store *good = NULL;
+	gx_store_create(addr, 2000, &good);
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(good);
 	/* an HTTP client, a frame claiming 4 GiB, a truncated frame then hang-up, a silent client */
@@ -252,8 +265,8 @@ static void test_bad_clients(void)
 	close(f1);
 	close(f2);
 	close(f4);
-	gx_store_close(good);
-	gx_store_server_stop(srv, 0);
+	gx_store_destroy(good);
+	gx_store_server_destroy(srv, 0);
 }
 
 struct late_server {
@@ -266,7 +279,7 @@ static void *late_server_main(void *arg)
 {
 	struct late_server *l = arg;
 	sleep_ms(l->delay_ms);
-	l->srv = gx_store_server_start(l->addr, 0);
+	gx_store_server_create(l->addr, 0, &l->srv);
 	return NULL;
 }
 
@@ -279,25 +292,26 @@ static void test_connect_backoff(void)
 	snprintf(l.addr, sizeof(l.addr), "127.0.0.1:%u", gx_test_free_port());
 	/* nobody listens: a clear timeout naming the address, after about the time asked for */
 	uint64_t t0 = gx_now_ns();
-	CU_ASSERT_PTR_NULL(gx_store_connect(l.addr, 200));
+	CU_ASSERT(store_refused(l.addr, 200));
 	uint64_t dt = (gx_now_ns() - t0) / 1000000;
 	CU_ASSERT(dt >= 190 && dt < 2000);
 	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), l.addr));
 	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "GX_STORE"));
 	/* a store that comes up late is found by the retries */
 	pthread_create(&th, NULL, late_server_main, &l);
-	struct gx_store *s = gx_store_connect(l.addr, 5000);
+	struct gx_store *s = NULL;
+	gx_store_create(l.addr, 5000, &s);
 	pthread_join(th, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(l.srv);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	CU_ASSERT_EQUAL(gx_store_set(s, "k", "v", 1), GX_OK);
-	gx_store_close(s);
-	gx_store_server_stop(l.srv, 0);
+	gx_store_destroy(s);
+	gx_store_server_destroy(l.srv, 0);
 	/* malformed addresses */
-	CU_ASSERT_PTR_NULL(gx_store_connect("localhost", 100));
+	CU_ASSERT(store_refused("localhost", 100));
 	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "host:port"));
-	CU_ASSERT_PTR_NULL(gx_store_connect("127.0.0.1:99999", 100));
-	CU_ASSERT_PTR_NULL(gx_store_connect("no-such-host.invalid:1", 100));
+	CU_ASSERT(store_refused("127.0.0.1:99999", 100));
+	CU_ASSERT(store_refused("no-such-host.invalid:1", 100));
 	(void)buf;
 }
 
@@ -311,7 +325,8 @@ static void test_store_dies(void)
 	CU_ASSERT_FATAL(pipe(pfd) == 0);
 	pid_t pid = fork();
 	if (pid == 0) {
-		struct gx_store_server *srv = gx_store_server_start("127.0.0.1:0", 0);
+		struct gx_store_server *srv = NULL;
+		gx_store_server_create("127.0.0.1:0", 0, &srv);
 		uint16_t p = srv ? gx_store_server_port(srv) : 0;
 		if (write(pfd[1], &p, sizeof(p)) != sizeof(p))
 			_exit(1);
@@ -323,7 +338,8 @@ static void test_store_dies(void)
 	close(pfd[1]);
 	CU_ASSERT_FATAL(port != 0);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
-	struct gx_store *s = gx_store_connect(addr, 2000);
+	struct gx_store *s = NULL;
+	gx_store_create(addr, 2000, &s);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	CU_ASSERT_EQUAL(gx_store_set(s, "x", "1", 1), GX_OK);
 	/* kill the store 200 ms into a 20 s wait: the waiter learns at once, not after 20 s */
@@ -343,14 +359,14 @@ static void test_store_dies(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), addr));
 	/* the client stays failed rather than hanging */
 	CU_ASSERT(gx_store_set(s, "y", "1", 1) < 0);
-	gx_store_close(s);
+	gx_store_destroy(s);
 	waitpid(killer, NULL, 0);
 	waitpid(pid, NULL, 0);
 }
 
 /* ---- bootstrap rules ---------------------------------------------------------------------- */
 static const char *const launcher_vars[] = {
-	"GX_RANK", "GX_SIZE", "GX_LOCAL_RANK", "GX_LOCAL_SIZE", "GX_STORE", "GX_STORE_EXTERNAL",
+	"GX_RANK", "GX_SIZE", "GX_LOCAL_RANK", "GX_LOCAL_SIZE", "GX_STORE", "GX_STORE_SERVE",
 	"GX_JOB_ID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_NPROCS", "SLURM_LOCALID",
 	"SLURM_NTASKS_PER_NODE", "SLURM_JOB_ID", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
 	"OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE", "PMI_RANK", "PMI_SIZE",
@@ -392,7 +408,13 @@ static void test_bootstrap_env(void)
 	CU_ASSERT_EQUAL(b.size, 3);
 	CU_ASSERT_EQUAL(b.serve, 1);
 	CU_ASSERT_STRING_EQUAL(b.store, "10.0.0.1:4000");
-	setenv("GX_STORE_EXTERNAL", "1", 1);
+	/* settings from the environment come through the settings table (gx_config_parse) */
+	setenv("GX_STORE_SERVE", "0", 1);
+	CU_ASSERT_EQUAL(gx_bootstrap_resolve(&o, &b), GX_OK);
+	CU_ASSERT_EQUAL(b.serve, 1);
+	CU_ASSERT_EQUAL(gx_comm_opts_default(&o), GX_OK);
+	o.rank = 0;
+	o.size = 3;
 	CU_ASSERT_EQUAL(gx_bootstrap_resolve(&o, &b), GX_OK);
 	CU_ASSERT_EQUAL(b.serve, 0);
 
@@ -405,6 +427,7 @@ static void test_bootstrap_env(void)
 	setenv("SLURM_NTASKS_PER_NODE", "2(x4)", 1);
 	setenv("SLURM_JOB_ID", "777", 1);
 	setenv("GX_STORE", "node0:29600", 1);
+	CU_ASSERT_EQUAL(gx_comm_opts_default(&o), GX_OK);
 	CU_ASSERT_EQUAL(gx_bootstrap_resolve(&o, &b), GX_OK);
 	CU_ASSERT_EQUAL(b.rank, 5);
 	CU_ASSERT_EQUAL(b.size, 8);
@@ -446,12 +469,13 @@ static void test_bootstrap_env(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "not below the world size"));
 	setenv("GX_RANK", "1", 1);
 	setenv("GX_STORE", "nocolon", 1);
+	CU_ASSERT_EQUAL(gx_comm_opts_default(&o), GX_OK);
 	CU_ASSERT_EQUAL(gx_bootstrap_resolve(&o, &b), GX_ERR_INVAL);
 	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "host:port"));
 	clear_env();
 }
 
-/* ---- rendezvous through gx_comm_init with forked ranks --------------------------------------- */
+/* ---- rendezvous through gx_comm_create with forked ranks --------------------------------------- */
 /* Child: init as rank r of n (size override: world size this rank believes), write the outcome
  * (status + message) to fd, exit. */
 struct rv_case {
@@ -480,10 +504,10 @@ static void rv_child(const char *store, int r, int size, int delay, uint32_t tim
 	o.store = store;
 	o.store_serve = 0;
 	o.store_timeout_ms = timeout_ms;
-	o.tr.udp_ip = "127.0.0.1";
-	struct gx_comm *c = gx_comm_init(&o);
-	if (!c) {
-		res.st = -1;    /* gx_comm_init reports through NULL + gx_last_error() */
+	gx_transport_opts_set(&o.tr, "udp-ip", "127.0.0.1");
+	struct gx_comm *c = NULL;
+	if (gx_comm_create(&o, &c) < 0) {
+		res.st = -1;    /* the message is in gx_last_error() */
 		snprintf(res.msg, sizeof(res.msg), "%s", gx_last_error());
 	} else {
 		res.rank = gx_comm_rank(c);
@@ -508,7 +532,8 @@ static void rv_run(const struct rv_case *k, struct rv_result *res, pid_t *store_
 	CU_ASSERT_FATAL(pipe(sp) == 0);
 	store_pid = fork();
 	if (store_pid == 0) {
-		struct gx_store_server *srv = gx_store_server_start("127.0.0.1:0", 0);
+		struct gx_store_server *srv = NULL;
+		gx_store_server_create("127.0.0.1:0", 0, &srv);
 		uint16_t p = srv ? gx_store_server_port(srv) : 0;
 		if (write(sp[1], &p, sizeof(p)) != sizeof(p))
 			_exit(1);
@@ -661,7 +686,7 @@ static void test_rv_duplicate_rank(void)
 	CU_ASSERT(named >= 1);
 	for (int i = 0; i < 3; i++)
 		CU_ASSERT(res[i].st < 0);
-	gx_store_server_stop(srv, 0);
+	gx_store_server_destroy(srv, 0);
 }
 
 static CU_TestInfo store_tests[] = {

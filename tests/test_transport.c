@@ -31,10 +31,11 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "gx_build_config.h"
 #include "gx_rng.h"
 #include "gx_test.h"
 #include "gx_time.h"
-#include "gx_transport.h"
+#include "gx_backend.h"
 
 #define MAX_RANKS 4
 #define MAX_MSGS 16
@@ -68,12 +69,12 @@ static void loopback_opts(const struct tcfg *c, uint32_t rank, struct gx_transpo
 {
 	(void)c;
 	(void)rank;
-	o->udp_ip = "127.0.0.1";
+	gx_transport_opts_set(o, "udp-ip", "127.0.0.1");
 }
 
 static void netns_opts(const struct tcfg *c, uint32_t rank, struct gx_transport_opts *o)
 {
-	o->udp_ip = c->ip[rank];
+	gx_transport_opts_set(o, "udp-ip", c->ip[rank]);
 }
 
 
@@ -210,7 +211,7 @@ static int udp_send_stranger(const struct tcfg *c, uint32_t rank, const void *bl
 	return r;
 }
 
-#if GX_DPDK_BACKEND_BUILT
+#if GX_HAVE_DPDK
 /* ---- dpdk configurations (added by the dpdk backend's engineer) ----------------------------------
  * dpdk-af-packet: each rank's port is net_af_packet on its end of a veth pair between two namespaces
  * (prefix gxdp, IPv6 off); dpdk-memif: net_memif, rank 0 the server and rank 1 the client, on a socket
@@ -262,8 +263,8 @@ static void dpdk_afp_opts(const struct tcfg *c, uint32_t rank, struct gx_transpo
 {
 	snprintf(dpdk_eal[rank], sizeof(dpdk_eal[rank]), "--no-huge --no-shconf --no-pci "
 		 "--log-level=warning --vdev=net_af_packet0,iface=%s,framecnt=4096", c->ns[rank]);
-	o->dpdk_eal = dpdk_eal[rank];
-	o->dpdk_ip = c->ip[rank];
+	gx_transport_opts_set(o, "dpdk-eal", dpdk_eal[rank]);
+	gx_transport_opts_set(o, "dpdk-ip", c->ip[rank]);
 }
 
 /* dpdk-af-packet-lossy: net_af_packet on eth0 of two scripts/gx-netns hosts whose links drop, reorder
@@ -277,8 +278,8 @@ static void dpdk_afp_lossy_opts(const struct tcfg *c, uint32_t rank, struct gx_t
 	snprintf(dpdk_eal[rank], sizeof(dpdk_eal[rank]), "--no-huge --no-shconf --no-pci "
 		 "--log-level=warning --vdev=net_af_packet0,iface=eth0,framecnt=4096");
 	snprintf(dpdk_lossy_ip[rank], sizeof(dpdk_lossy_ip[rank]), "10.77.0.%u", 101 + rank);
-	o->dpdk_eal = dpdk_eal[rank];
-	o->dpdk_ip = dpdk_lossy_ip[rank];
+	gx_transport_opts_set(o, "dpdk-eal", dpdk_eal[rank]);
+	gx_transport_opts_set(o, "dpdk-ip", dpdk_lossy_ip[rank]);
 }
 
 static void dpdk_memif_setup(struct tcfg *c)
@@ -305,8 +306,8 @@ static void dpdk_memif_opts(const struct tcfg *c, uint32_t rank, struct gx_trans
 	snprintf(dpdk_eal[rank], sizeof(dpdk_eal[rank]), "--no-huge --no-shconf --no-pci "
 		 "--log-level=warning --vdev=net_memif0,role=%s,socket=%s/memif.sock,socket-abstract=no",
 		 rank == 0 ? "server" : "client", dpdk_memif_dir);
-	o->dpdk_eal = dpdk_eal[rank];
-	o->dpdk_ip = c->ip[rank];
+	gx_transport_opts_set(o, "dpdk-eal", dpdk_eal[rank]);
+	gx_transport_opts_set(o, "dpdk-ip", c->ip[rank]);
 }
 
 /* An Ethernet/IPv4/UDP frame to the peer's port from 10.7x.0.99, an address that is no rank's. */
@@ -402,7 +403,7 @@ static struct tcfg configs[] = {
 	  .what = "udp across scripts/gx-netns hosts whose links drop 5%, reorder 5%, duplicate 1% (root)",
 	  .max_bytes = 8u << 20, .lossy_network = true, .setup = lossy_setup, .teardown = lossy_teardown,
 	  .rank_opts = netns_opts, .enter = netns_enter, .send_stranger = udp_send_stranger },
-#if GX_DPDK_BACKEND_BUILT
+#if GX_HAVE_DPDK
 	{ .name = "dpdk-af-packet", .backend = "dpdk",
 	  .what = "dpdk net_af_packet on a veth pair between two namespaces (root)",
 	  .max_bytes = 64u << 20, .setup = dpdk_afp_setup, .teardown = netns_teardown,
@@ -482,7 +483,7 @@ static int write_full(int fd, const void *p, size_t len)
 	return 0;
 }
 
-static gx_status_t discard_fn(void *arg, uint32_t peer, const struct gx_hdr *h, const void *p, uint32_t len)
+static gx_status_t discard_fn(void *arg, uint32_t peer, const struct gx_desc *h, const void *p, uint32_t len)
 {
 	(void)arg, (void)peer, (void)h, (void)p, (void)len;
 	return GX_OK;
@@ -531,9 +532,9 @@ static int rank_main(uint32_t rank, uint32_t nranks, int sock, opts_fn tweak, ra
 	cfg->rank_opts(cfg, rank, &x.opts);
 	if (tweak)
 		tweak(&x.opts, rank);
-	x.net = gx_net_open(&x.opts);
+	gx_net_create(&x.opts, &x.net);
 	if (!x.net) {
-		fprintf(stderr, "rank %u: gx_net_open(%s): %s\n", rank, cfg->backend, gx_last_error());
+		fprintf(stderr, "rank %u: gx_net_create(%s): %s\n", rank, cfg->backend, gx_last_error());
 		len32 = 0;
 		write_full(sock, &len32, 4);
 		return 3;
@@ -564,7 +565,7 @@ static int rank_main(uint32_t rank, uint32_t nranks, int sock, opts_fn tweak, ra
 		return 3;
 	x.net = net;
 	int rc = fn(&x, arg);
-	gx_net_close(x.net);
+	gx_net_destroy(x.net);
 	return rc;
 }
 
@@ -699,13 +700,13 @@ static uint64_t nchunks(const struct xfer *t, uint64_t size)
 	return size ? (size + t->payload - 1) / t->payload : 1;
 }
 
-static gx_status_t xfer_deliver(void *arg, uint32_t peer, const struct gx_hdr *h, const void *p, uint32_t len)
+static gx_status_t xfer_deliver(void *arg, uint32_t peer, const struct gx_desc *h, const void *p, uint32_t len)
 {
 	struct xfer *t = arg;
 	uint32_t m = h->coll_id - 1;
 
 	t->deliveries++;
-	if (peer != t->peer || h->type != GX_PKT_DATA || m >= t->nmsg || h->chunk >= t->chunks[m] ||
+	if (peer != t->peer || (h->flags & GX_DESC_RAW) || m >= t->nmsg || h->chunk >= t->chunks[m] ||
 	    h->aux != (uint32_t)t->size[m]) {
 		t->bad++;
 		return GX_OK;
@@ -771,7 +772,7 @@ static int xfer_send_some(struct rank_ctx *x, struct xfer *t, int max)
 		uint64_t size = t->size[t->tx_msg];
 		uint32_t len = size - t->tx_off < t->payload ? (uint32_t)(size - t->tx_off) : t->payload;
 		pattern(b, t->me, t->tx_msg, t->tx_off, len);
-		struct gx_tx_desc d = { .coll_id = t->tx_msg + 1, .chunk = (uint32_t)(t->tx_off / t->payload),
+		struct gx_desc d = { .coll_id = t->tx_msg + 1, .chunk = (uint32_t)(t->tx_off / t->payload),
 					.aux = (uint32_t)size };
 		if (gx_net_commit(x->net, t->peer, &d, len) < 0)
 			return -1;
@@ -1262,34 +1263,42 @@ static void test_garbage(void)
 	CU_ASSERT_EQUAL(run_ranks(2, small_window_opts, garbage_rank, NULL, NULL, 50), 0);
 }
 
+/* A net that cannot be created: a failing status and no object. */
+static int net_refused(const struct gx_transport_opts *o)
+{
+	struct gx_net *n = (struct gx_net *)1;
+	return gx_net_create(o, &n) < 0 && n == NULL;
+}
+
 /* In-process: bad names and options give clear errors, nothing crashes. */
 static void test_clear_errors(void)
 {
 	struct gx_transport_opts o = { .backend = "carrier-pigeon", .rank = 0, .nranks = 2 };
 
 	gx_clear_error();
-	CU_ASSERT_PTR_NULL(gx_net_open(&o));
+	CU_ASSERT(net_refused(&o));
 	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "unknown transport 'carrier-pigeon'"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "udp"));
-	CU_ASSERT_PTR_NULL(gx_backend_find("carrier-pigeon"));
-	CU_ASSERT_PTR_NOT_NULL(gx_backend_find(cfg->backend));
-	CU_ASSERT_PTR_NOT_NULL(strstr(gx_backend_list(), cfg->backend));
+	const struct gx_backend_ops *ops;
+	CU_ASSERT(gx_backend_find("carrier-pigeon", &ops) == GX_ERR_INVAL && ops == NULL);
+	CU_ASSERT(gx_backend_find(cfg->backend, &ops) == GX_OK && ops && !strcmp(ops->name, cfg->backend));
+	CU_ASSERT_PTR_NOT_NULL(strstr(gx_transport_list(), cfg->backend));
 
 	/* This configuration's backend, with impossible settings. */
 	struct gx_transport_opts good = { .backend = cfg->backend, .rank = 0, .nranks = 2 };
 	cfg->rank_opts(cfg, 0, &good);
 	o = good;
 	o.rank = 5;
-	CU_ASSERT_PTR_NULL(gx_net_open(&o));
+	CU_ASSERT(net_refused(&o));
 	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "rank 5"));
 	o = good;
 	o.window = 1u << 20;
-	CU_ASSERT_PTR_NULL(gx_net_open(&o));
+	CU_ASSERT(net_refused(&o));
 	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "window"));
 	if (!strcmp(cfg->backend, "udp")) {
 		o = good;
-		o.udp_ip = "300.1.2.3";
-		CU_ASSERT_PTR_NULL(gx_net_open(&o));
+		gx_transport_opts_set(&o, "udp-ip", "300.1.2.3");
+		CU_ASSERT(net_refused(&o));
 		CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "300.1.2.3"));
 	}
 	fprintf(stderr, "(expected) %s\n", gx_last_error());

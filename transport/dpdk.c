@@ -5,7 +5,7 @@
  * (a kernel interface, e.g. a veth in a namespace), net_memif (shared memory between processes),
  * net_tap and net_af_xdp.  docs/dpdk.md explains set-up, every start-up error and the traps.
  *
- * The EAL is process-wide: the first open runs rte_eal_init() with opts->dpdk_eal; later opens in
+ * The EAL is process-wide: the first open runs rte_eal_init() with the dpdk-eal setting; later opens in
  * the same process share it and only probe --vdev devices that are not there yet.  The hot path
  * (tx_burst, rx_burst, rx_release) makes no syscall of its own, takes no lock and allocates only
  * mbufs from the port's mempool.  On af_packet and memif (copy mode), whose PMDs copy each frame
@@ -15,6 +15,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -42,11 +43,11 @@
 #include <rte_mempool.h>
 #include <rte_udp.h>
 
+#include "gx_backend.h"
+#include "gx_log.h"
 #include "gx_time.h"
-#include "gx_transport.h"
 
 #define DP_L2L4_LEN (RTE_ETHER_HDR_LEN + sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr))
-#define DP_DEFAULT_MTU 1500u
 #define DP_DEFAULT_UDP_PORT 22631u       /* 0x5867, "gX" */
 #define DP_BURST 64u                     /* largest burst handed to the PMD at once */
 #define DP_NB_RXD 1024u
@@ -55,9 +56,8 @@
 #define DP_POOL_INFLIGHT_CAP 16384u      /* cap on the window x peers share of the mempool */
 #define DP_TX_RETRIES 32u                /* bounded: memif returns 0 forever while its peer is gone */
 #define DP_ADDR_MAGIC 0x50445847u        /* "GXDP" */
-#define DP_AFP_FRAME_OVERHEAD 52u        /* af_packet: framesz must be >= frame + this (testbed.md) */
-#define DP_START_TIMEOUT_MS 10000u       /* memif client: how long to wait for the server */
-#define DP_START_MIN_MS 5000u
+#define DP_AFP_FRAME_OVERHEAD 52u        /* af_packet: framesz must be >= frame + this (docs/dpdk.md) */
+#define DP_START_MIN_MS 5000u           /* memif client: shortest wait for its server */
 #define DP_ZC_MIN_LEN 512u               /* smaller datagrams are copied: a 2-segment chain costs more */
 #define DP_ZC_MIN_LEN_MEMIF 2048u        /* memif: a 1500-MTU frame is cheaper as one copied segment */
 
@@ -254,7 +254,7 @@ static void memif_clear_stale_socket(const char *devargs)
 		return;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno == ECONNREFUSED) {
-		fprintf(stderr, "gx dpdk: removing stale memif socket %s (no server listens on it)\n", path);
+		gx_log(GX_LOG_WARN, "dpdk", "removing stale memif socket %s (no server listens on it)", path);
 		unlink(path);
 	}
 	close(fd);
@@ -555,7 +555,7 @@ static gx_status_t parse_ipv4(const char *s, uint32_t *out)
 	return GX_OK;
 }
 
-static void dp_close(struct gx_backend *b);
+static void dp_destroy(struct gx_backend *b);
 
 static void dp_zc_free(void *addr, void *opaque)
 {
@@ -563,38 +563,73 @@ static void dp_zc_free(void *addr, void *opaque)
 	(void)opaque;           /* the buffers belong to the net's send ring */
 }
 
-static struct gx_backend *dp_open(const struct gx_transport_opts *o)
+struct dp_settings {
+	const char *eal, *port, *ip;
+	uint16_t udp_port;
+};
+
+static const struct gx_option dp_opts[] = {
+	{ "dpdk-eal", GX_OPT_STR, offsetof(struct dp_settings, eal), "",
+	  "dpdk: EAL arguments, space separated (e.g. \"--no-huge --no-shconf --vdev=net_memif0\")", NULL },
+	{ "dpdk-port", GX_OPT_STR, offsetof(struct dp_settings, port), "",
+	  "dpdk: port by PCI address or device name (empty: the first free port)", NULL },
+	{ "dpdk-ip", GX_OPT_STR, offsetof(struct dp_settings, ip), "",
+	  "dpdk: source IPv4 address (empty: 10.0.0.<rank+1>)", NULL },
+	{ "udp-port", GX_OPT_U16, offsetof(struct dp_settings, udp_port), "0",
+	  "udp: local port (0 = ephemeral); dpdk: the UDP port of its frames (0 = 4791)", NULL },
+};
+
+static const struct gx_option_table dp_table = {
+	"dpdk", dp_opts, sizeof(dp_opts) / sizeof(dp_opts[0]), sizeof(struct dp_settings)
+};
+
+/* A NIC's PCI address, or the kernel interface behind net_af_packet / net_af_xdp (iface=). */
+static gx_status_t dp_device(struct gx_backend *b, char *name, size_t len, int *is_pci)
 {
+	struct dp_backend *d = (struct dp_backend *)b;
+	unsigned dom, bus, dev, fn;
+
+	*is_pci = 0;
+	if (!d->is_vdev && sscanf(d->name, "%x:%x:%x.%x", &dom, &bus, &dev, &fn) == 4) {
+		snprintf(name, len, "%s", d->name);
+		*is_pci = 1;
+		return GX_OK;
+	}
+	if (devarg_str(port_devargs(d->port), "iface", name, len))
+		return GX_OK;
+	return gx_error(GX_ERR_NODEV, "dpdk: port '%s' (%s) has no PCI device or kernel interface",
+			d->name, d->driver);
+}
+
+static gx_status_t dp_create(const struct gx_transport_opts *o, struct gx_backend **out)
+{
+	struct dp_settings set;
+	gx_status_t st;
 	struct dp_backend *d;
 	struct rte_eth_dev_info info;
 	struct rte_eth_conf conf;
 	char why[256];
 	int rc;
 
-	if (o->nranks == 0 || o->nranks > GX_MAX_RANKS || o->rank >= o->nranks) {
-		gx_error(GX_ERR_INVAL, "dpdk: rank %u of %u is out of range (1..%u ranks)", o->rank,
+	if ((st = gx_backend_settings(&dp_table, o, &set)) < 0)
+		return st;
+	if (o->nranks == 0 || o->nranks > GX_MAX_RANKS || o->rank >= o->nranks) 
+		return gx_error(GX_ERR_INVAL, "dpdk: rank %u of %u is out of range (1..%u ranks)", o->rank,
 			 o->nranks, GX_MAX_RANKS);
-		return NULL;
-	}
 	/* Options that size the mempool are checked before the EAL starts (it cannot be undone). */
-	if (o->window > 32768) {
-		gx_error(GX_ERR_INVAL, "dpdk: window %u too large (at most 32768 packets)", o->window);
-		return NULL;
-	}
-	if (o->mtu && (o->mtu < 576 || o->mtu > 9600)) {
-		gx_error(GX_ERR_INVAL, "dpdk: MTU %u is out of range (576..9600)", o->mtu);
-		return NULL;
-	}
+	if (o->window > 32768) 
+		return gx_error(GX_ERR_INVAL, "dpdk: window %u too large (at most 32768 packets)", o->window);
+	if (o->mtu < 576 || o->mtu > 9600)
+		return gx_error(GX_ERR_INVAL, "dpdk: MTU %u is out of range (576..9600)", o->mtu);
 	uint32_t ip = 0;
-	if (o->dpdk_ip && *o->dpdk_ip && parse_ipv4(o->dpdk_ip, &ip) < 0)
-		return NULL;
-	if (eal_init(o->dpdk_eal) < 0)
-		return NULL;
+	if (*set.ip && (st = parse_ipv4(set.ip, &ip)) < 0)
+		return st;
+	if ((st = eal_init(set.eal)) < 0)
+		return st;
 	d = calloc(1, sizeof(*d));
 	if (!d || !(d->peers = calloc(o->nranks, sizeof(*d->peers)))) {
 		free(d);
-		gx_error(GX_ERR_NOMEM, "dpdk: out of memory for %u peers", o->nranks);
-		return NULL;
+		return gx_error(GX_ERR_NOMEM, "dpdk: out of memory for %u peers", o->nranks);
 	}
 	d->base.ops = &gx_dpdk_ops;
 	d->base.rank = o->rank;
@@ -602,7 +637,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	d->port = RTE_MAX_ETHPORTS;
 
 	pthread_mutex_lock(&eal_lock);
-	gx_status_t st = pick_port(o->dpdk_port, &d->port);
+	st = pick_port(*set.port ? set.port : NULL, &d->port);
 	if (st == GX_OK)
 		port_taken[d->port] = true;
 	pthread_mutex_unlock(&eal_lock);
@@ -612,7 +647,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	}
 	rte_eth_dev_get_name_by_port(d->port, d->name);
 	if ((rc = rte_eth_dev_info_get(d->port, &info)) != 0) {
-		gx_error(GX_ERR_IO, "dpdk: port '%s': rte_eth_dev_info_get: %s", d->name, strerror(-rc));
+		st = gx_error(GX_ERR_IO, "dpdk: port '%s': rte_eth_dev_info_get: %s", d->name, strerror(-rc));
 		goto fail;
 	}
 	snprintf(d->driver, sizeof(d->driver), "%s", info.driver_name ? info.driver_name : "?");
@@ -622,12 +657,12 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	bool memif = !strcmp(d->driver, "net_memif");
 
 	/* Addresses. */
-	d->mtu = o->mtu ? o->mtu : DP_DEFAULT_MTU;
+	d->mtu = o->mtu;                   /* the net filled it from the settings table */
 	d->max_msg = d->mtu - (uint32_t)(sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr));
 	if (d->max_msg > UINT16_MAX - sizeof(struct gx_hdr))
 		d->max_msg = UINT16_MAX - sizeof(struct gx_hdr);
-	d->udp_port = rte_cpu_to_be_16(o->udp_port ? o->udp_port : DP_DEFAULT_UDP_PORT);
-	if (o->dpdk_ip && *o->dpdk_ip) {
+	d->udp_port = rte_cpu_to_be_16(set.udp_port ? set.udp_port : DP_DEFAULT_UDP_PORT);
+	if (*set.ip) {
 		d->ip = ip;
 	} else {
 		uint32_t h = o->rank + 1;
@@ -636,14 +671,14 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	}
 	rte_eth_macaddr_get(d->port, &d->mac);
 
-	/* Frame and buffer sizes; catch the virtual devices' silent traps (testbed.md) here. */
+	/* Frame and buffer sizes; catch the virtual devices' silent traps (docs/dpdk.md) here. */
 	uint32_t frame = d->mtu + RTE_ETHER_HDR_LEN;
 	uint32_t room = frame + RTE_ETHER_CRC_LEN;
 	if (afp) {
 		unsigned long framesz = devarg_ulong(args, "framesz", 2048);
 		unsigned long blocksz = devarg_ulong(args, "blocksz", 4096);
 		if (framesz < frame + DP_AFP_FRAME_OVERHEAD || blocksz % framesz) {
-			gx_error(GX_ERR_INVAL,
+			st = gx_error(GX_ERR_INVAL,
 				 "dpdk: port '%s' (net_af_packet) has framesz=%lu blocksz=%lu, too small or "
 				 "not a divisor for MTU %u (the ring would silently stall): use framesz >= %u "
 				 "and blocksz a multiple of it, e.g. framesz=%u,blocksz=%u; see docs/dpdk.md",
@@ -658,7 +693,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	if (memif) {
 		unsigned long bsize = devarg_ulong(args, "bsize", 2048);
 		if (bsize < frame) {
-			gx_error(GX_ERR_INVAL,
+			st = gx_error(GX_ERR_INVAL,
 				 "dpdk: port '%s' (net_memif) has bsize=%lu < %u-byte frames for MTU %u "
 				 "(jumbo frames get corrupted under load): add bsize=%u to its --vdev on both "
 				 "sides; see docs/dpdk.md", d->name, bsize, frame, d->mtu,
@@ -671,7 +706,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	room = (room + 127u) & ~127u;
 	uint32_t data_room = room + RTE_PKTMBUF_HEADROOM;
 	if (data_room > UINT16_MAX) {
-		gx_error(GX_ERR_INVAL, "dpdk: port '%s': %u-byte buffers exceed DPDK's mbuf limit",
+		st = gx_error(GX_ERR_INVAL, "dpdk: port '%s': %u-byte buffers exceed DPDK's mbuf limit",
 			 d->name, data_room);
 		goto fail;
 	}
@@ -681,7 +716,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	uint32_t port_mtu = d->mtu;
 	if (frame + RTE_ETHER_CRC_LEN > info.max_rx_pktlen || d->mtu > info.max_mtu) {
 		if (!afp && !memif) {
-			gx_error(GX_ERR_INVAL, "dpdk: port '%s' (%s) takes frames up to %u bytes (MTU %u); "
+			st = gx_error(GX_ERR_INVAL, "dpdk: port '%s' (%s) takes frames up to %u bytes (MTU %u); "
 				 "MTU %u does not fit: lower --mtu or enable jumbo frames on the device, see "
 				 "docs/dpdk.md", d->name, d->driver, info.max_rx_pktlen, info.max_mtu, d->mtu);
 			goto fail;
@@ -724,7 +759,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 		d->rx_cksum = true;
 	}
 	if ((rc = rte_eth_dev_configure(d->port, 1, 1, &conf)) != 0) {
-		gx_error(GX_ERR_IO, "dpdk: port '%s' (%s): rte_eth_dev_configure (1 rx + 1 tx queue, "
+		st = gx_error(GX_ERR_IO, "dpdk: port '%s' (%s): rte_eth_dev_configure (1 rx + 1 tx queue, "
 			 "MTU %u): %s; see docs/dpdk.md", d->name, d->driver, port_mtu, strerror(-rc));
 		goto fail;
 	}
@@ -733,7 +768,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 
 	/* Mempool: packets the peers may have in flight towards us, plus the rings and caches. */
 	uint32_t peers = o->nranks > 1 ? o->nranks - 1 : 1;
-	uint32_t window = o->window ? o->window : 256;
+	uint32_t window = o->window;
 	uint64_t inflight = (uint64_t)window * peers;
 	if (inflight > DP_POOL_INFLIGHT_CAP)
 		inflight = DP_POOL_INFLIGHT_CAP;
@@ -747,9 +782,9 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	uint32_t obj = rte_mempool_calc_obj_size((uint32_t)sizeof(struct rte_mbuf) + data_room, 0,
 						 &objsz);
 	double mib = (double)pool_n * obj / (1024.0 * 1024.0);
-	fprintf(stderr, "gx dpdk: rank %u port %s (%s) MTU %u: mempool %u mbufs x %u B = %.1f MiB "
+	gx_log(GX_LOG_INFO, "dpdk", "rank %u port %s (%s) MTU %u: mempool %u mbufs x %u B = %.1f MiB "
 		"(window %u x %u peers%s + %u rx + %u tx descriptors + caches); offloads: tx ip %s, "
-		"tx udp %s; tx zero copy %s\n", o->rank, d->name, d->driver, d->mtu, pool_n, obj, mib, window,
+		"tx udp %s; tx zero copy %s", o->rank, d->name, d->driver, d->mtu, pool_n, obj, mib, window,
 		peers, (uint64_t)window * peers > DP_POOL_INFLIGHT_CAP ? " (capped)" : "", nb_rxd, nb_txd,
 		d->tx_ip_cksum ? "on" : "off", d->tx_udp_cksum ? "on" : "off", d->tx_zc ? "on" : "off");
 	char pname[RTE_MEMPOOL_NAMESIZE];
@@ -760,7 +795,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	d->pool = rte_pktmbuf_pool_create(pname, pool_n, DP_POOL_CACHE, 0, (uint16_t)data_room,
 					  sock < 0 ? (int)SOCKET_ID_ANY : sock);
 	if (!d->pool) {
-		gx_error(GX_ERR_NOMEM,
+		st = gx_error(GX_ERR_NOMEM,
 			 "dpdk: port '%s': cannot allocate the %.1f MiB mempool (%s): with --no-huge give "
 			 "the EAL more memory (-m %u), with hugepages reserve more (echo N > "
 			 "/proc/sys/vm/nr_hugepages), or lower --window; see docs/dpdk.md", d->name, mib,
@@ -769,7 +804,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	}
 	if ((rc = rte_eth_rx_queue_setup(d->port, 0, nb_rxd, (unsigned)rte_eth_dev_socket_id(d->port),
 					 NULL, d->pool)) != 0) {
-		gx_error(GX_ERR_IO, "dpdk: port '%s' (%s): rx queue set-up: %s%s; see docs/dpdk.md",
+		st = gx_error(GX_ERR_IO, "dpdk: port '%s' (%s): rx queue set-up: %s%s; see docs/dpdk.md",
 			 d->name, d->driver, strerror(-rc),
 			 afp ? " (af_packet: mbufs must hold framesz)" : "");
 		goto fail;
@@ -778,15 +813,14 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	txconf.offloads = conf.txmode.offloads;
 	if ((rc = rte_eth_tx_queue_setup(d->port, 0, nb_txd, (unsigned)rte_eth_dev_socket_id(d->port),
 					 &txconf)) != 0) {
-		gx_error(GX_ERR_IO, "dpdk: port '%s' (%s): tx queue set-up: %s; see docs/dpdk.md",
+		st = gx_error(GX_ERR_IO, "dpdk: port '%s' (%s): tx queue set-up: %s; see docs/dpdk.md",
 			 d->name, d->driver, strerror(-rc));
 		goto fail;
 	}
 	/* How long a memif client waits for its server: the peer timeout, but never so short that
 	 * two processes started together miss each other. */
-	uint32_t start_ms = o->peer_timeout_ms > DP_START_MIN_MS ? o->peer_timeout_ms :
-			    o->peer_timeout_ms ? DP_START_MIN_MS : DP_START_TIMEOUT_MS;
-	if (memif && memif_wait_server(d, args, start_ms) < 0)
+	uint32_t start_ms = o->peer_timeout_ms > DP_START_MIN_MS ? o->peer_timeout_ms : DP_START_MIN_MS;
+	if (memif && (st = memif_wait_server(d, args, start_ms)) < 0)
 		goto fail;
 	/* A memif client whose server is not listening yet fails to start, and one that connects
 	 * while the server is still setting up its port can be left with a link that never comes
@@ -800,7 +834,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 		if (!memif || gx_now_ns() > deadline) {
 			if (rc == 0) {
 				rte_eth_dev_stop(d->port);
-				gx_error(GX_ERR_TIMEOUT, "dpdk: memif client port '%s' started but its link did "
+				st = gx_error(GX_ERR_TIMEOUT, "dpdk: memif client port '%s' started but its link did "
 					 "not come up in %u ms (%u attempts): is a server (role=server) with the "
 					 "same socket= running and polling? see docs/dpdk.md", d->name, start_ms,
 					 attempt + 1);
@@ -808,7 +842,7 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 			}
 			snprintf(why, sizeof(why), "%s", memif ? "; memif: is the server (role=server, same "
 				 "socket=) running, and was it started first?" : "");
-			gx_error(GX_ERR_IO, "dpdk: port '%s' (%s): rte_eth_dev_start: %s%s; see docs/dpdk.md",
+			st = gx_error(GX_ERR_IO, "dpdk: port '%s' (%s): rte_eth_dev_start: %s%s; see docs/dpdk.md",
 				 d->name, d->driver, strerror(-rc), why);
 			goto fail;
 		}
@@ -819,10 +853,11 @@ static struct gx_backend *dp_open(const struct gx_transport_opts *o)
 	}
 	/* Unicast to our own MAC only; af_packet and memif ignore this, NICs honour it. */
 	rte_eth_promiscuous_disable(d->port);
-	return &d->base;
+	*out = &d->base;
+	return GX_OK;
 fail:
-	dp_close(&d->base);
-	return NULL;
+	dp_destroy(&d->base);
+	return st;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1120,7 +1155,7 @@ static void dp_counters(struct gx_backend *b, struct gx_backend_counters *c)
  * caller wants to report must be out before this: memif's server may crash in DPDK's interrupt
  * thread during teardown (a DPDK race, docs/dpdk.md).
  */
-static void dp_close(struct gx_backend *b)
+static void dp_destroy(struct gx_backend *b)
 {
 	struct dp_backend *d = (struct dp_backend *)b;
 
@@ -1135,8 +1170,8 @@ static void dp_close(struct gx_backend *b)
 		if (d->is_vdev && d->name[0])
 			rte_eal_hotplug_remove("vdev", d->name);
 		if (d->tx_dropped)
-			fprintf(stderr, "gx dpdk: port %s dropped %llu datagrams to unknown peers or larger "
-				"than %u bytes\n", d->name, (unsigned long long)d->tx_dropped, d->max_msg);
+			gx_log(GX_LOG_WARN, "dpdk", "port %s dropped %llu datagrams to unknown peers or larger "
+				"than %u bytes", d->name, (unsigned long long)d->tx_dropped, d->max_msg);
 		pthread_mutex_lock(&eal_lock);
 		port_taken[d->port] = false;
 		pthread_mutex_unlock(&eal_lock);
@@ -1150,7 +1185,9 @@ static void dp_close(struct gx_backend *b)
 const struct gx_backend_ops gx_dpdk_ops = {
 	.size = sizeof(struct gx_backend_ops),
 	.name = "dpdk",
-	.open = dp_open,
+	.options = &dp_table,
+	.create = dp_create,
+	.destroy = dp_destroy,
 	.local_addr = dp_local_addr,
 	.connect = dp_connect,
 	.max_msg = dp_max_msg,
@@ -1158,5 +1195,5 @@ const struct gx_backend_ops gx_dpdk_ops = {
 	.rx_burst = dp_rx_burst,
 	.rx_release = dp_rx_release,
 	.counters = dp_counters,
-	.close = dp_close,
+	.device = dp_device,
 };

@@ -6,6 +6,8 @@
  * no connected peer is reported as GX_PEER_FOREIGN. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -14,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "gx_transport.h"
+#include "gx_backend.h"
 
 #define UDP_BURST 64
 #define UDP_RX_BUFS (2 * UDP_BURST)
@@ -81,7 +83,7 @@ static void set_buffer(int fd, int force_opt, int opt, int bytes)
 		setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof(bytes));
 }
 
-static void udp_close(struct gx_backend *b)
+static void udp_destroy(struct gx_backend *b)
 {
 	struct udp_backend *u = to_udp(b);
 
@@ -94,28 +96,42 @@ static void udp_close(struct gx_backend *b)
 	free(u);
 }
 
-static struct gx_backend *udp_open(const struct gx_transport_opts *o)
+struct udp_settings {
+	const char *ip;
+	uint16_t port;
+};
+
+static const struct gx_option udp_opts[] = {
+	{ "udp-ip", GX_OPT_STR, offsetof(struct udp_settings, ip), "127.0.0.1",
+	  "udp: local IPv4 address to bind (auto: first non-loopback); multi-host jobs must set it", NULL },
+	{ "udp-port", GX_OPT_U16, offsetof(struct udp_settings, port), "0",
+	  "udp: local port (0 = ephemeral); dpdk: the UDP port of its frames (0 = 4791)", NULL },
+};
+
+static const struct gx_option_table udp_table = {
+	"udp", udp_opts, sizeof(udp_opts) / sizeof(udp_opts[0]), sizeof(struct udp_settings)
+};
+
+static gx_status_t udp_create(const struct gx_transport_opts *o, struct gx_backend **out)
 {
 	struct udp_backend *u;
-	const char *ip = o->udp_ip && *o->udp_ip ? o->udp_ip : "127.0.0.1";
-	uint32_t mtu = o->mtu ? o->mtu : 1500;
+	struct udp_settings set;
+	uint32_t mtu = o->mtu;
 	socklen_t sl;
+	gx_status_t st;
 
-	if (!o->nranks || o->nranks > GX_MAX_RANKS || o->rank >= o->nranks) {
-		gx_error(GX_ERR_INVAL, "udp: rank %u of %u ranks is impossible (1..%u ranks)", o->rank,
-			 o->nranks, GX_MAX_RANKS);
-		return NULL;
-	}
-	if (mtu < UDP_L3L4 + sizeof(struct gx_hdr) + 8 || mtu > 65535) {
-		gx_error(GX_ERR_INVAL, "udp: mtu %u out of range (%zu..65535); use --mtu=1500 or 9000", mtu,
-			 UDP_L3L4 + sizeof(struct gx_hdr) + 8);
-		return NULL;
-	}
+	if ((st = gx_backend_settings(&udp_table, o, &set)) < 0)
+		return st;
+	const char *ip = set.ip && *set.ip ? set.ip : "127.0.0.1";
+	if (!o->nranks || o->nranks > GX_MAX_RANKS || o->rank >= o->nranks)
+		return gx_error(GX_ERR_INVAL, "udp: rank %u of %u ranks is impossible (1..%u ranks)", o->rank,
+				o->nranks, GX_MAX_RANKS);
+	if (mtu < UDP_L3L4 + sizeof(struct gx_hdr) + 8 || mtu > 65535)
+		return gx_error(GX_ERR_INVAL, "udp: mtu %u out of range (%zu..65535); use --mtu=1500 or 9000", mtu,
+				UDP_L3L4 + sizeof(struct gx_hdr) + 8);
 	u = calloc(1, sizeof(*u));
-	if (!u) {
-		gx_error(GX_ERR_NOMEM, "udp: out of memory");
-		return NULL;
-	}
+	if (!u)
+		return gx_error(GX_ERR_NOMEM, "udp: out of memory");
 	u->fd = -1;
 	u->b.ops = &gx_udp_ops;
 	u->b.rank = o->rank;
@@ -126,7 +142,7 @@ static struct gx_backend *udp_open(const struct gx_transport_opts *o)
 	u->peer_addr = calloc(o->nranks, sizeof(*u->peer_addr));
 	u->rx_mem = malloc((size_t)UDP_RX_BUFS * u->max_msg);
 	if (!u->peer_addr || !u->rx_mem) {
-		gx_error(GX_ERR_NOMEM, "udp: out of memory for %u peers", o->nranks);
+		st = gx_error(GX_ERR_NOMEM, "udp: out of memory for %u peers", o->nranks);
 		goto fail;
 	}
 	for (uint32_t i = 0; i < UDP_RX_BUFS; i++)
@@ -134,22 +150,22 @@ static struct gx_backend *udp_open(const struct gx_transport_opts *o)
 	u->nfree = UDP_RX_BUFS;
 
 	u->self.sin_family = AF_INET;
-	u->self.sin_port = htons(o->udp_port);
+	u->self.sin_port = htons(set.port);
 	if (!strcmp(ip, "auto")) {
 		if (!first_global_ipv4(&u->self.sin_addr))
 			inet_pton(AF_INET, "127.0.0.1", &u->self.sin_addr);
 	} else if (inet_pton(AF_INET, ip, &u->self.sin_addr) != 1) {
-		gx_error(GX_ERR_INVAL, "udp: '%s' is not an IPv4 address; give --udp-ip=A.B.C.D (or auto)", ip);
+		st = gx_error(GX_ERR_INVAL, "udp: '%s' is not an IPv4 address; give --udp-ip=A.B.C.D (or auto)", ip);
 		goto fail;
 	}
 	if (u->self.sin_addr.s_addr == htonl(INADDR_ANY)) {
-		gx_error(GX_ERR_INVAL, "udp: bind address 0.0.0.0 cannot be given to peers; give the "
+		st = gx_error(GX_ERR_INVAL, "udp: bind address 0.0.0.0 cannot be given to peers; give the "
 			 "address they should reach (--udp-ip=A.B.C.D or auto)");
 		goto fail;
 	}
 	u->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (u->fd < 0) {
-		gx_error(GX_ERR_IO, "udp: socket: %s", strerror(errno));
+		st = gx_error(GX_ERR_IO, "udp: socket: %s", strerror(errno));
 		goto fail;
 	}
 	set_buffer(u->fd, SO_RCVBUFFORCE, SO_RCVBUF, UDP_RCVBUF);
@@ -157,17 +173,39 @@ static struct gx_backend *udp_open(const struct gx_transport_opts *o)
 	if (bind(u->fd, (struct sockaddr *)&u->self, sizeof(u->self)) < 0) {
 		char a[INET_ADDRSTRLEN];
 		inet_ntop(AF_INET, &u->self.sin_addr, a, sizeof(a));
-		gx_error(GX_ERR_IO, "udp: cannot bind %s:%u: %s (%s)", a, o->udp_port, strerror(errno),
+		st = gx_error(GX_ERR_IO, "udp: cannot bind %s:%u: %s (%s)", a, set.port, strerror(errno),
 			 errno == EADDRINUSE ? "choose another --udp-port, or 0 for an ephemeral one"
 					     : "is --udp-ip an address of this host?");
 		goto fail;
 	}
 	sl = sizeof(u->self);
 	getsockname(u->fd, (struct sockaddr *)&u->self, &sl);
-	return &u->b;
+	*out = &u->b;
+	return GX_OK;
 fail:
-	udp_close(&u->b);
-	return NULL;
+	udp_destroy(&u->b);
+	return st;
+}
+
+/* The interface that owns the bound address (the engine is pinned near its device). */
+static gx_status_t udp_device(struct gx_backend *b, char *name, size_t len, int *is_pci)
+{
+	struct udp_backend *u = to_udp(b);
+	struct ifaddrs *ifs, *i;
+	gx_status_t st = gx_error(GX_ERR_NODEV, "udp: no interface owns the bound address");
+
+	*is_pci = 0;
+	if (getifaddrs(&ifs) < 0)
+		return gx_error(GX_ERR_IO, "udp: getifaddrs: %s", strerror(errno));
+	for (i = ifs; i; i = i->ifa_next)
+		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+		    ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr == u->self.sin_addr.s_addr) {
+			snprintf(name, len, "%s", i->ifa_name);
+			st = GX_OK;
+			break;
+		}
+	freeifaddrs(ifs);
+	return st;
 }
 
 static gx_status_t udp_local_addr(struct gx_backend *b, void *blob, size_t *len)
@@ -321,7 +359,9 @@ static void udp_counters(struct gx_backend *b, struct gx_backend_counters *c)
 const struct gx_backend_ops gx_udp_ops = {
 	.size = sizeof(struct gx_backend_ops),
 	.name = "udp",
-	.open = udp_open,
+	.options = &udp_table,
+	.create = udp_create,
+	.destroy = udp_destroy,
 	.local_addr = udp_local_addr,
 	.connect = udp_connect,
 	.max_msg = udp_max_msg,
@@ -329,5 +369,5 @@ const struct gx_backend_ops gx_udp_ops = {
 	.rx_burst = udp_rx_burst,
 	.rx_release = udp_rx_release,
 	.counters = udp_counters,
-	.close = udp_close,
+	.device = udp_device,
 };

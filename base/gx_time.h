@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "gx_api.h"
+
 static inline uint64_t gx_now_ns(void)
 {
 	struct timespec ts;
@@ -24,10 +26,10 @@ static inline uint64_t gx_tsc(void)
 }
 
 /* TSC ticks per second, calibrated once against CLOCK_MONOTONIC (about 10 ms on first call). */
-uint64_t gx_tsc_hz(void);
+GX_API uint64_t gx_tsc_hz(void);
 
 /* Spin briefly, then sleep: the idle back-off every polling loop uses, so that more polling
  * processes than cores still make progress.  `idle_ns` is how long the caller has been idle. */
-void gx_idle_backoff(uint64_t idle_ns);
+GX_API void gx_idle_backoff(uint64_t idle_ns);
 
 #endif

@@ -9,6 +9,8 @@
 
 #include <stdarg.h>
 
+#include "gx_api.h"
+
 typedef int gx_status_t;
 
 enum {
@@ -29,17 +31,17 @@ enum {
 };
 
 /* Short name of a status code, e.g. "GX_ERR_PEER".  Never NULL. */
-const char *gx_status_str(gx_status_t s);
+GX_API const char *gx_status_str(gx_status_t s);
 
 /* Message recorded by the last failing gx call on this thread ("" if none). */
-const char *gx_last_error(void);
+GX_API const char *gx_last_error(void);
 
 /* Record a message for status s (printf-style) and return s, so callers can write
  * `return gx_error(GX_ERR_INVAL, "unknown codec '%s'", name);`.  Returns s unchanged for s >= 0. */
-gx_status_t gx_error(gx_status_t s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-gx_status_t gx_verror(gx_status_t s, const char *fmt, va_list ap);
+GX_API gx_status_t gx_error(gx_status_t s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+GX_API gx_status_t gx_verror(gx_status_t s, const char *fmt, va_list ap);
 
 /* Clear the thread's last error message. */
-void gx_clear_error(void);
+GX_API void gx_clear_error(void);
 
 #endif

@@ -1,0 +1,49 @@
+/* gx_wire.h: the gx packet header, as it travels (after Ethernet/IPv4/UDP for dpdk, inside the UDP
+ * payload for udp).  Internal to transport/ and to programs that talk to a backend directly (the raw
+ * benchmark path, tests); applications and collectives see struct gx_desc instead (gx_net.h).
+ * Little-endian; clusters must be homogeneous.  docs/transport.md documents every field. */
+#ifndef GX_WIRE_H
+#define GX_WIRE_H
+
+#include <stdint.h>
+
+#define GX_MAGIC 0x5867u         /* "gX" */
+#define GX_WIRE_VERSION 1
+
+enum gx_pkt_type {
+	GX_PKT_DATA = 1,         /* reliable payload, delivered exactly once */
+	GX_PKT_ACK = 2,          /* ack_psn cumulative + SACK bitmap in payload; aux = credits */
+	GX_PKT_HEARTBEAT = 3,    /* liveness while idle */
+	GX_PKT_ABORT = 4,        /* peer gives up on the job: fail fast */
+	GX_PKT_RAW = 5,          /* unreliable payload (pingpong latency without the reliability layer) */
+};
+
+enum gx_pkt_flags {
+	GX_F_ACK_REQ = 1u << 0,  /* receiver should ACK at once (= GX_DESC_ACK_REQ) */
+	GX_F_RETX = 1u << 1,     /* retransmission */
+	GX_F_LAST = 1u << 2,     /* last chunk of a step, collective-defined (= GX_DESC_LAST) */
+	GX_F_ECHO_ORIG = 1u << 3,/* ACK: the packet at ack_psn-1 arrived in its first transmission, so the
+				  * sender may time it from that send even if it resent it since (RTT
+				  * samples that include a sleeping receiver's delay; spurious-RTO detection) */
+};
+
+struct gx_hdr {
+	uint16_t magic;          /* GX_MAGIC */
+	uint8_t version;         /* GX_WIRE_VERSION */
+	uint8_t type;            /* enum gx_pkt_type */
+	uint8_t flags;           /* enum gx_pkt_flags */
+	uint8_t codec;           /* codec id of the payload (collective-defined, 0 = raw float32) */
+	uint16_t src_rank;
+	uint32_t job_id;         /* packets of another job are counted as foreign and dropped */
+	uint32_t epoch;          /* membership epoch */
+	uint32_t coll_id;        /* collective sequence number */
+	uint32_t psn;            /* per-peer packet sequence number (DATA) */
+	uint32_t ack_psn;        /* cumulative ACK: all psn < ack_psn received */
+	uint32_t chunk;          /* chunk index within the collective step */
+	uint16_t step;           /* algorithm step (ring step, halving-doubling round, ...) */
+	uint16_t len;            /* payload bytes following this header */
+	uint32_t aux;            /* collective-defined (DATA) or credits (ACK) */
+};
+_Static_assert(sizeof(struct gx_hdr) == 40, "gx_hdr is 40 bytes on the wire");
+
+#endif
