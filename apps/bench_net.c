@@ -120,7 +120,7 @@ static gx_status_t on_packet(void *arg, uint32_t peer, const struct gx_desc *h, 
 		 * marker's psn, which rank 0 waits for). */
 		if ((h->flags & GX_DESC_LAST) && B->rank == 1) {
 			struct gx_hdr e = { .magic = GX_MAGIC, .version = GX_WIRE_VERSION, .type = GX_PKT_RAW,
-					    .flags = GX_F_LAST, .src_rank = (uint16_t)B->rank,
+					    .flags = GX_F_LAST | GX_F_RAW, .src_rank = (uint16_t)B->rank,
 					    .job_id = B->job_id, .psn = h->aux, .aux = h->aux };
 			struct gx_msg m = { .peer = B->peer, .len = (uint32_t)sizeof(e), .data = &e };
 			B->be->ops->tx_burst(B->be, &m, 1);
@@ -303,7 +303,7 @@ static gx_status_t pingpong_raw(struct nb *B, uint64_t bytes)
 	for (uint32_t it = 0; it < total + 50; it++) {
 		bool end = it >= total;
 		h->psn = h->aux = it;      /* aux: what the net hands a late marker's reader */
-		h->flags = end ? GX_F_LAST : 0;
+		h->flags = GX_F_RAW | (end ? GX_F_LAST : 0);
 		uint64_t t0 = gx_tsc();
 		if (B->be->ops->tx_burst(B->be, &out, 1) != 1) {
 			lost++;

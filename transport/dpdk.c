@@ -613,11 +613,11 @@ static gx_status_t dp_create(const struct gx_transport_opts *o, struct gx_backen
 
 	if ((st = gx_backend_settings(&dp_table, o, &set)) < 0)
 		return st;
-	if (o->nranks == 0 || o->nranks > GX_MAX_RANKS || o->rank >= o->nranks) 
+	if (o->nranks == 0 || o->nranks > GX_MAX_RANKS || o->rank >= o->nranks)
 		return gx_error(GX_ERR_INVAL, "dpdk: rank %u of %u is out of range (1..%u ranks)", o->rank,
 			 o->nranks, GX_MAX_RANKS);
 	/* Options that size the mempool are checked before the EAL starts (it cannot be undone). */
-	if (o->window > 32768) 
+	if (o->window > 32768)
 		return gx_error(GX_ERR_INVAL, "dpdk: window %u too large (at most 32768 packets)", o->window);
 	if (o->mtu < 576 || o->mtu > 9600)
 		return gx_error(GX_ERR_INVAL, "dpdk: MTU %u is out of range (576..9600)", o->mtu);

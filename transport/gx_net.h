@@ -101,6 +101,7 @@ enum gx_desc_flags {
 	GX_DESC_ACK_REQ = 1u << 0,/* send: the receiver should acknowledge at once */
 	GX_DESC_LAST = 1u << 2,   /* last chunk of a step (collective-defined; carried to the receiver) */
 	GX_DESC_RAW = 1u << 7,    /* receive: an unreliable raw packet (benchmarks), not DATA */
+	/* on receive, the other bits are the net's own */
 };
 
 /* Called exactly once per DATA packet received (never for duplicates).  `payload` is valid only

@@ -5,10 +5,13 @@
 #ifndef GX_WIRE_H
 #define GX_WIRE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "gx_net.h"
+
 #define GX_MAGIC 0x5867u         /* "gX" */
-#define GX_WIRE_VERSION 1
+#define GX_WIRE_VERSION 2
 
 enum gx_pkt_type {
 	GX_PKT_DATA = 1,         /* reliable payload, delivered exactly once */
@@ -25,25 +28,43 @@ enum gx_pkt_flags {
 	GX_F_ECHO_ORIG = 1u << 3,/* ACK: the packet at ack_psn-1 arrived in its first transmission, so the
 				  * sender may time it from that send even if it resent it since (RTT
 				  * samples that include a sleeping receiver's delay; spurious-RTO detection) */
+	GX_F_RAW = 1u << 7,      /* set on every RAW packet (= GX_DESC_RAW) */
 };
 
+/* The last 16 bytes are the collective's struct gx_desc (gx_net.h), field for field, so a receiver
+ * is handed a pointer into the packet and nothing is copied per packet. */
 struct gx_hdr {
 	uint16_t magic;          /* GX_MAGIC */
 	uint8_t version;         /* GX_WIRE_VERSION */
 	uint8_t type;            /* enum gx_pkt_type */
-	uint8_t flags;           /* enum gx_pkt_flags */
-	uint8_t codec;           /* codec id of the payload (collective-defined, 0 = raw float32) */
 	uint16_t src_rank;
+	uint16_t len;            /* payload bytes following this header */
 	uint32_t job_id;         /* packets of another job are counted as foreign and dropped */
 	uint32_t epoch;          /* membership epoch */
-	uint32_t coll_id;        /* collective sequence number */
 	uint32_t psn;            /* per-peer packet sequence number (DATA) */
 	uint32_t ack_psn;        /* cumulative ACK: all psn < ack_psn received */
+	/* = struct gx_desc */
+	uint32_t coll_id;        /* collective sequence number */
 	uint32_t chunk;          /* chunk index within the collective step */
 	uint16_t step;           /* algorithm step (ring step, halving-doubling round, ...) */
-	uint16_t len;            /* payload bytes following this header */
+	uint8_t codec;           /* codec id of the payload (collective-defined, 0 = raw float32) */
+	uint8_t flags;           /* enum gx_pkt_flags */
 	uint32_t aux;            /* collective-defined (DATA) or credits (ACK) */
 };
 _Static_assert(sizeof(struct gx_hdr) == 40, "gx_hdr is 40 bytes on the wire");
+
+/* The collective's part of a header. */
+#define GX_HDR_DESC(h) ((const struct gx_desc *)(const void *)&(h)->coll_id)
+
+_Static_assert(offsetof(struct gx_hdr, coll_id) + offsetof(struct gx_desc, coll_id) == offsetof(struct gx_hdr, coll_id) &&
+	       offsetof(struct gx_hdr, chunk) - offsetof(struct gx_hdr, coll_id) == offsetof(struct gx_desc, chunk) &&
+	       offsetof(struct gx_hdr, step) - offsetof(struct gx_hdr, coll_id) == offsetof(struct gx_desc, step) &&
+	       offsetof(struct gx_hdr, codec) - offsetof(struct gx_hdr, coll_id) == offsetof(struct gx_desc, codec) &&
+	       offsetof(struct gx_hdr, flags) - offsetof(struct gx_hdr, coll_id) == offsetof(struct gx_desc, flags) &&
+	       offsetof(struct gx_hdr, aux) - offsetof(struct gx_hdr, coll_id) == offsetof(struct gx_desc, aux) &&
+	       sizeof(struct gx_hdr) - offsetof(struct gx_hdr, coll_id) == sizeof(struct gx_desc),
+	       "the header ends with a struct gx_desc");
+_Static_assert((unsigned)GX_DESC_ACK_REQ == (unsigned)GX_F_ACK_REQ && (unsigned)GX_DESC_LAST == (unsigned)GX_F_LAST &&
+	       (unsigned)GX_DESC_RAW == (unsigned)GX_F_RAW, "a desc's flags are the header's");
 
 #endif

@@ -25,8 +25,6 @@
 #include "net_internal.h"
 #include "transport_internal.h"
 
-_Static_assert((unsigned)GX_DESC_ACK_REQ == (unsigned)GX_F_ACK_REQ && (unsigned)GX_DESC_LAST == (unsigned)GX_F_LAST,
-	       "a desc's flags travel as the header's");
 
 gx_status_t gx_net_create(const struct gx_transport_opts *opts, struct gx_net **out)
 {
@@ -285,16 +283,18 @@ gx_status_t gx_net_commit(struct gx_net *n, uint32_t peer, const struct gx_desc 
 	h->magic = GX_MAGIC;
 	h->version = GX_WIRE_VERSION;
 	h->type = GX_PKT_DATA;
-	h->flags = d ? (d->flags & (GX_F_LAST | GX_F_ACK_REQ)) : 0;
-	h->codec = d ? d->codec : 0;
 	h->src_rank = (uint16_t)n->rank;
+	h->len = (uint16_t)len;
 	h->job_id = n->job_id;
 	h->epoch = 0;
-	h->coll_id = d ? d->coll_id : 0;
 	h->psn = psn;
+	/* field by field: a caller's desc is usually written field by field just before, and one wide
+	 * load over several narrow stores would wait for them (no store forwarding) */
+	h->coll_id = d ? d->coll_id : 0;
 	h->chunk = d ? d->chunk : 0;
 	h->step = d ? d->step : 0;
-	h->len = (uint16_t)len;
+	h->codec = d ? d->codec : 0;
+	h->flags = d ? (d->flags & (GX_F_LAST | GX_F_ACK_REQ)) : 0;
 	h->aux = d ? d->aux : 0;
 	/* Ask for an ACK at once when this packet fills half the window or all of it, or leaves 16
 	 * credits or none, so the sender never stalls waiting for a coalesced one.  Only the packet
@@ -367,7 +367,8 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 	}
 	uint32_t src = h->src_rank;
 	if (src >= n->nranks || src == n->rank || (bpeer != GX_PEER_UNKNOWN && bpeer != src) ||
-	    sizeof(*h) + h->len != len || h->type < GX_PKT_DATA || h->type > GX_PKT_RAW) {
+	    sizeof(*h) + h->len != len || h->type < GX_PKT_DATA || h->type > GX_PKT_RAW ||
+	    (h->type == GX_PKT_RAW) != ((h->flags & GX_F_RAW) != 0)) {
 		count_bad(n, bpeer, true);
 		return GX_OK;
 	}
@@ -376,15 +377,10 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 		n->unattributed.dropped++;
 		return GX_OK;
 	}
-	const struct gx_desc desc = {
-		.coll_id = h->coll_id, .chunk = h->chunk, .step = h->step, .codec = h->codec,
-		.flags = (uint8_t)((h->flags & (GX_F_ACK_REQ | GX_F_LAST)) | (h->type == GX_PKT_RAW ? GX_DESC_RAW : 0)),
-		.aux = h->aux,
-	};
 	if (h->type == GX_PKT_RAW) {
 		p->last_rx_tsc = now;
 		(*delivered)++;
-		return fn(arg, src, &desc, d + sizeof(*h), h->len);
+		return fn(arg, src, GX_HDR_DESC(h), d + sizeof(*h), h->len);
 	}
 	/* ack_psn must lie within what we have sent. */
 	if (psn_diff(h->ack_psn, p->next_psn) > 0 || (h->type == GX_PKT_ACK && (h->len & 7))) {
@@ -460,7 +456,7 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 		if ((h->flags & GX_F_ACK_REQ) || p->rx_since_ack >= n->ack_every)
 			p->ack_now = 1;
 		(*delivered)++;
-		return fn(arg, src, &desc, d + sizeof(*h), h->len);
+		return fn(arg, src, GX_HDR_DESC(h), d + sizeof(*h), h->len);
 	}
 	case GX_PKT_ACK: {
 		p->c.acks_received++;
