@@ -1,5 +1,5 @@
 /* gx-store: the rendezvous store as a program of its own, for jobs where rank 0 should not serve it
- * (GX_STORE_SERVE=0 on every rank, GX_STORE=<this host>:<port>).  docs/runtime.md. */
+ * (GX_STORE_EXTERNAL=1 on every rank, GX_STORE=<this host>:<port>).  docs/runtime.md. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>

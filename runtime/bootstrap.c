@@ -114,7 +114,7 @@ gx_status_t gx_bootstrap_resolve(const struct gx_comm_opts *o, struct gx_boot *b
 	uint16_t port;
 	if ((rc = gx_store_parse_addr(b->store, host, sizeof(host), &port)) < 0)
 		return rc;
-	b->serve = o->store_serve >= 0 ? o->store_serve != 0 : b->rank == 0;
+	b->serve = o->store_serve >= 0 ? o->store_serve != 0 : !o->store_external && b->rank == 0;
 
 	b->job_id = o->tr.job_id;
 	if (!b->job_id) {

@@ -17,6 +17,7 @@ static const struct gx_option comm_opts[] = {
 	{ "size", GX_OPT_INT, OFF(size), "-1", "number of ranks (-1: GX_SIZE, Slurm, Open MPI, PMI)", NULL },
 	{ "store", GX_OPT_STR, OFF(store), "127.0.0.1:29500", "rendezvous TCP store host:port", NULL },
 	{ "store-serve", GX_OPT_INT, OFF(store_serve), "-1", "1: this process serves the store; 0: a gx-store does; -1: rank 0 serves", NULL },
+	{ "store-external", GX_OPT_ENUM, OFF(store_external), "0", "1: a gx-store serves the store (rank 0 does not, unless --store-serve=1)", "0,1" },
 	{ "store-timeout-ms", GX_OPT_U32, OFF(store_timeout_ms), "30000", "hard limit on the rendezvous", NULL },
 	{ "progress", GX_OPT_ENUM, OFF(progress), "app", "app (caller's thread) or thread (pinned engine thread)", "app,thread" },
 	{ "core", GX_OPT_INT, OFF(core), "-1", "core for the engine thread; -1 = chosen with hwloc", NULL },

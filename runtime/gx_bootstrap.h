@@ -7,7 +7,8 @@
  *   local:  GX_LOCAL_RANK, SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID (MPICH)
  *   store:  opts.store (--store / GX_STORE through the settings table; default 127.0.0.1:29500,
  *           single host only: under srun or mpirun across hosts set GX_STORE=<rank 0's host>:<port>)
- *   serve:  opts.store_serve >= 0 (--store-serve / GX_STORE_SERVE; 0: a gx-store runs), else rank 0
+ *   serve:  opts.store_serve >= 0 (--store-serve / GX_STORE_SERVE), else nobody if opts.store_external
+ *           (--store-external / GX_STORE_EXTERNAL=1: a gx-store runs), else rank 0
  *   job id: opts.tr.job_id (--job-id / GX_JOB_ID), else SLURM_JOB_ID, else 0
  * Settings come through the table (gx_config.h); only launcher variables are read here.
  */

@@ -29,7 +29,8 @@ struct gx_comm_opts {
 	struct gx_transport_opts tr;
 	int rank, size;           /* -1: from the environment */
 	const char *store;        /* "host:port"; default GX_STORE, else 127.0.0.1:29500 */
-	int store_serve;          /* 1: this process serves the store (default: rank 0 does, unless GX_STORE_EXTERNAL=1) */
+	int store_external;       /* 1: a gx-store serves the store, rank 0 does not (GX_STORE_EXTERNAL=1) */
+	int store_serve;          /* 1: this process serves the store, 0: it does not; -1 (default): rank 0 does unless store_external */
 	uint32_t store_timeout_ms;/* hard limit on the whole rendezvous (default 30000) */
 	enum gx_progress progress;
 	int core;                 /* -1: chosen with hwloc (NIC-local, else a free core) */

@@ -366,7 +366,7 @@ static void test_store_dies(void)
 
 /* ---- bootstrap rules ---------------------------------------------------------------------- */
 static const char *const launcher_vars[] = {
-	"GX_RANK", "GX_SIZE", "GX_LOCAL_RANK", "GX_LOCAL_SIZE", "GX_STORE", "GX_STORE_SERVE",
+	"GX_RANK", "GX_SIZE", "GX_LOCAL_RANK", "GX_LOCAL_SIZE", "GX_STORE", "GX_STORE_SERVE", "GX_STORE_EXTERNAL",
 	"GX_JOB_ID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_NPROCS", "SLURM_LOCALID",
 	"SLURM_NTASKS_PER_NODE", "SLURM_JOB_ID", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
 	"OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE", "PMI_RANK", "PMI_SIZE",
@@ -417,6 +417,17 @@ static void test_bootstrap_env(void)
 	o.size = 3;
 	CU_ASSERT_EQUAL(gx_bootstrap_resolve(&o, &b), GX_OK);
 	CU_ASSERT_EQUAL(b.serve, 0);
+	unsetenv("GX_STORE_SERVE");
+	setenv("GX_STORE_EXTERNAL", "1", 1);       /* what gx-run --external-store sets */
+	CU_ASSERT_EQUAL(gx_comm_opts_default(&o), GX_OK);
+	o.rank = 0;
+	o.size = 3;
+	CU_ASSERT_EQUAL(gx_bootstrap_resolve(&o, &b), GX_OK);
+	CU_ASSERT_EQUAL(b.serve, 0);
+	setenv("GX_STORE_EXTERNAL", "yes", 1);     /* a bad value is named */
+	CU_ASSERT_EQUAL(gx_comm_opts_default(&o), GX_ERR_INVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "GX_STORE_EXTERNAL"));
+	unsetenv("GX_STORE_EXTERNAL");
 
 	/* Slurm */
 	clear_env();
