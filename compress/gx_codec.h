@@ -18,7 +18,7 @@
  *   randk:ratio=R[,shared-seed]  k_b = ceil(R*m) of each block's m elements chosen uniformly, values scaled by m/k_b
  *                              (unbiased); shared-seed: indices implicit, identical on every rank, summable
  *
- * Randomness: stochastic codecs draw from runtime/gx_rng.h keyed by (ctx seed, ctx rank, ctx step,
+ * Randomness: stochastic codecs draw from base/gx_rng.h keyed by (ctx seed, ctx rank, ctx step,
  * block), where the block is identified by its element offset, so results are bit-identical on every
  * machine and vector path and do not depend on how a buffer was split into encode calls.
  * Shared-seed randk uses rank GX_RNG_SHARED and stores its 64-bit stream key in the block.
