@@ -367,10 +367,13 @@ static int lane_rx(struct lane *l, uint8_t *buf, size_t bufsz, uint64_t now)
 		return 0;
 	/* The kernel's arrival stamps are CLOCK_REALTIME: delays count from when the frame reached
 	 * the interface, not from when we woke up to read it. */
+	/* the two clocks are read back to back: `now` is from before the wait and would make every
+	 * frame look older than it is (released early by that much) */
 	struct timespec rt;
+	uint64_t mono = gx_now_ns();
 	clock_gettime(CLOCK_REALTIME, &rt);
 	int64_t real_minus_mono = (int64_t)((uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec) -
-				  (int64_t)now;
+				  (int64_t)mono;
 	for (int i = 0; i < n; i++) {
 		if (from[i].sll_pkttype == PACKET_OUTGOING)
 			continue;
