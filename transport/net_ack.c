@@ -7,49 +7,6 @@
 
 #include "net_internal.h"
 
-static void rtt_sample(struct gx_net *n, struct peer *p, uint64_t r)
-{
-	if (!p->srtt) {
-		p->srtt = r;
-		p->rttvar = r / 2;
-	} else {
-		uint64_t dev = p->srtt > r ? p->srtt - r : r - p->srtt;
-		p->rttvar = (3 * p->rttvar + dev) / 4;
-		p->srtt = (7 * p->srtt + r) / 8;
-	}
-	uint64_t rto = p->srtt + 4 * p->rttvar;
-	p->rto_base = rto < n->rto_min ? n->rto_min : rto;
-}
-
-/* Cumulative ACK: everything below ack_psn has arrived.  echo_orig: the receiver says the packet
- * at ack_psn-1 arrived in its first transmission. */
-void net_ack_cumulative(struct gx_net *n, struct peer *p, uint32_t ack_psn, bool echo_orig, uint64_t now)
-{
-	int32_t adv = psn_diff(ack_psn, p->una);
-
-	if (adv <= 0)
-		return;
-	struct tx_slot *last = &p->slot[(ack_psn - 1) & n->wmask];
-	if (echo_orig) {
-		/* Timed from its first send even if resent since: a resend was then spurious (the
-		 * receiver was slow to ACK, e.g. asleep in its idle back-off), and the sample teaches
-		 * the RTO that delay.  Karn's rule would hide it forever. */
-		rtt_sample(n, p, now - last->first_tsc);
-	} else {
-		/* Karn: sample only when nothing in the acknowledged range was retransmitted; packets
-		 * behind a repaired hole waited for the repair, and their delay is not the path's. */
-		bool clean = true;
-		for (uint32_t psn = p->una; psn != ack_psn && clean; psn++)
-			clean = p->slot[psn & n->wmask].nsent == 1;
-		if (clean)
-			rtt_sample(n, p, now - last->sent_tsc);
-	}
-	p->una = ack_psn;
-	n->inflight -= (uint32_t)adv;
-	p->backoff = 0;
-	p->last_progress_tsc = now;
-}
-
 void net_fast_retransmit(struct gx_net *n, struct peer *p, uint32_t peer, uint32_t hi_sacked)
 {
 	for (uint32_t psn = p->una; psn_diff(hi_sacked, psn) >= FAST_RETX_DUPS; psn++) {
@@ -61,18 +18,6 @@ void net_fast_retransmit(struct gx_net *n, struct peer *p, uint32_t peer, uint32
 		p->c.fast_retransmits++;
 		((struct gx_hdr *)slot_buf(n, p, psn))->flags |= GX_F_RETX;
 		txq_push(n, peer, psn, NULL, 0, TXQ_RETX);
-	}
-}
-
-void net_ack_list_add(struct gx_net *n, struct peer *p, uint32_t peer, uint64_t now)
-{
-	if (!p->ack_pending) {
-		p->ack_pending = 1;
-		p->ack_since_tsc = now;
-	}
-	if (!p->ack_listed) {
-		p->ack_listed = 1;
-		n->ack_list[n->nack++] = peer;
 	}
 }
 

@@ -4,7 +4,9 @@
  *   net_fault.c     fault injection: drop, duplicate, reorder on send; delay on receive
  *   net_tx.c        the transmit queue, bursts to the backend, control packets (ACK, heartbeat, abort)
  *   net_liveness.c  peer timeouts, dead and aborted peers, pauses between polls
- *   net_ack.c       ACK coalescing, credits, RTT and RTO, fast retransmit, the periodic loss scan
+ *   net_ack.c       ACK coalescing and sending, fast retransmit, the periodic loss scan (RTO,
+ *                   heartbeats); the per-packet part (cumulative ACKs, RTT samples, the list of
+ *                   peers owed an ACK) is inline at the end of this header, for the receive path
  *   net.c           the API: create, connect, reserve/commit, the receive path, poll, counters
  */
 #ifndef GX_NET_INTERNAL_H
@@ -201,10 +203,66 @@ gx_status_t net_dead_peer_status(struct gx_net *n, uint32_t peer);
 void net_discount_pause(struct gx_net *n, uint64_t now);
 
 /* ---- net_ack.c ---- */
-void net_ack_cumulative(struct gx_net *n, struct peer *p, uint32_t ack_psn, bool echo_orig, uint64_t now);
 void net_fast_retransmit(struct gx_net *n, struct peer *p, uint32_t peer, uint32_t hi_sacked);
-void net_ack_list_add(struct gx_net *n, struct peer *p, uint32_t peer, uint64_t now);
 void net_send_due_acks(struct gx_net *n, uint64_t now);
 gx_status_t net_scan(struct gx_net *n, uint64_t now);
+
+
+/* ---- per-packet ACK bookkeeping, inlined into the receive path (net.c) ---- */
+
+static inline void net_rtt_sample(struct gx_net *n, struct peer *p, uint64_t r)
+{
+	if (!p->srtt) {
+		p->srtt = r;
+		p->rttvar = r / 2;
+	} else {
+		uint64_t dev = p->srtt > r ? p->srtt - r : r - p->srtt;
+		p->rttvar = (3 * p->rttvar + dev) / 4;
+		p->srtt = (7 * p->srtt + r) / 8;
+	}
+	uint64_t rto = p->srtt + 4 * p->rttvar;
+	p->rto_base = rto < n->rto_min ? n->rto_min : rto;
+}
+
+/* Cumulative ACK: everything below ack_psn has arrived.  echo_orig: the receiver says the packet
+ * at ack_psn-1 arrived in its first transmission. */
+static inline void net_ack_cumulative(struct gx_net *n, struct peer *p, uint32_t ack_psn, bool echo_orig, uint64_t now)
+{
+	int32_t adv = psn_diff(ack_psn, p->una);
+
+	if (adv <= 0)
+		return;
+	struct tx_slot *last = &p->slot[(ack_psn - 1) & n->wmask];
+	if (echo_orig) {
+		/* Timed from its first send even if resent since: a resend was then spurious (the
+		 * receiver was slow to ACK, e.g. asleep in its idle back-off), and the sample teaches
+		 * the RTO that delay.  Karn's rule would hide it forever. */
+		net_rtt_sample(n, p, now - last->first_tsc);
+	} else {
+		/* Karn: sample only when nothing in the acknowledged range was retransmitted; packets
+		 * behind a repaired hole waited for the repair, and their delay is not the path's. */
+		bool clean = true;
+		for (uint32_t psn = p->una; psn != ack_psn && clean; psn++)
+			clean = p->slot[psn & n->wmask].nsent == 1;
+		if (clean)
+			net_rtt_sample(n, p, now - last->sent_tsc);
+	}
+	p->una = ack_psn;
+	n->inflight -= (uint32_t)adv;
+	p->backoff = 0;
+	p->last_progress_tsc = now;
+}
+
+static inline void net_ack_list_add(struct gx_net *n, struct peer *p, uint32_t peer, uint64_t now)
+{
+	if (!p->ack_pending) {
+		p->ack_pending = 1;
+		p->ack_since_tsc = now;
+	}
+	if (!p->ack_listed) {
+		p->ack_listed = 1;
+		n->ack_list[n->nack++] = peer;
+	}
+}
 
 #endif
