@@ -57,7 +57,8 @@ struct nb {
 	bool fin;
 	uint64_t fin_bytes;             /* stream: what rank 0 sent */
 	uint32_t sync_seen;
-	uint32_t job_id;
+	uint64_t job;                   /* the net's identity, stamped on raw packets */
+	uint32_t incarnation;
 	uint64_t result[5];             /* stream result from rank 1: bytes, packets, first..last packet
 					 * (TSC ticks), TSC Hz, its CPU time over that span (ns) */
 	bool have_result;
@@ -121,7 +122,9 @@ static gx_status_t on_packet(void *arg, uint32_t peer, const struct gx_desc *h, 
 		if ((h->flags & GX_DESC_LAST) && B->rank == 1) {
 			struct gx_hdr e = { .magic = GX_MAGIC, .version = GX_WIRE_VERSION, .type = GX_PKT_RAW,
 					    .flags = GX_F_LAST | GX_F_RAW, .src_rank = (uint16_t)B->rank,
-					    .job_id = B->job_id, .psn = h->aux, .aux = h->aux };
+					    .job = B->job, .incarnation = B->incarnation, .psn = h->aux,
+					    .aux = h->aux };
+			gx_hdr_seal(&e, "");
 			struct gx_msg m = { .peer = B->peer, .len = (uint32_t)sizeof(e), .data = &e };
 			B->be->ops->tx_burst(B->be, &m, 1);
 		}
@@ -269,7 +272,8 @@ static gx_status_t pingpong_raw(struct nb *B, uint64_t bytes)
 	h->type = GX_PKT_RAW;
 	h->src_rank = (uint16_t)B->rank;
 	h->len = (uint16_t)bytes;
-	h->job_id = B->job_id;
+	h->job = B->job;
+	h->incarnation = B->incarnation;
 	gx_status_t st = sync_ranks(B);
 	if (st < 0)
 		return st;
@@ -285,6 +289,7 @@ static gx_status_t pingpong_raw(struct nb *B, uint64_t bytes)
 					continue;
 				struct gx_msg e = { .peer = B->peer, .len = in[i].len, .data = in[i].data };
 				r->src_rank = (uint16_t)B->rank;
+				gx_hdr_seal(r, r + 1);
 				B->be->ops->tx_burst(B->be, &e, 1);
 				last |= (r->flags & GX_F_LAST) != 0;
 			}
@@ -304,6 +309,7 @@ static gx_status_t pingpong_raw(struct nb *B, uint64_t bytes)
 		bool end = it >= total;
 		h->psn = h->aux = it;      /* aux: what the net hands a late marker's reader */
 		h->flags = GX_F_RAW | (end ? GX_F_LAST : 0);
+		gx_hdr_seal(h, h + 1);
 		uint64_t t0 = gx_tsc();
 		if (B->be->ops->tx_burst(B->be, &out, 1) != 1) {
 			lost++;
@@ -606,7 +612,7 @@ static int net_main(int argc, char **argv, bool stream)
 	B.payload = gx_net_max_payload(B.n);
 	B.max_msg = B.be->ops->max_msg(B.be);
 	B.transport = co.tr.backend ? co.tr.backend : "udp";
-	B.job_id = gx_net_job_id(B.n);
+	gx_net_identity(B.n, &B.job, &B.incarnation);
 	B.pkt = calloc(1, B.max_msg);
 	B.samples = calloc(B.iters, sizeof(double));
 	if (!B.pkt || !B.samples) {

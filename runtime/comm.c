@@ -7,12 +7,16 @@
  *   addr/<r>   struct rv_record: world size, backend name, transport address blob
  *   ready/<r>  rank r connected every peer (the closing barrier)
  *   abort      set by a rank that found a problem; every waiter stops with its message
+ *   identity   struct rv_identity, set by rank 0: the job's 64-bit identity and incarnation
+ * and, per job, "gx/<job_id>/tag" (64 random bits, drawn by the first start of the job on this
+ * store) and "gx/<job_id>/incarnation" (a counter: each start of the job adds one).
  */
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "comm_internal.h"
 #include "gx_time.h"
@@ -27,6 +31,11 @@ struct rv_record {
 	char backend[16];
 	uint32_t blob_len;
 	uint8_t blob[GX_ADDR_MAX];
+};
+
+struct rv_identity {
+	uint32_t magic, incarnation;
+	uint64_t job;
 };
 
 static unsigned comm_generation;    /* gx_comm_create calls in this process */
@@ -108,6 +117,34 @@ out:
 	return st;
 }
 
+/* Rank 0: this start's incarnation (the job's counter on the store, plus one) and the job's 64-bit
+ * identity (drawn at the first start, kept on the store for later ones). */
+static gx_status_t rv_identity_claim(struct rv *r, struct rv_identity *id)
+{
+	char key[96];
+	int64_t inc = 0;
+	size_t got = 0;
+	gx_status_t st;
+
+	snprintf(key, sizeof(key), "gx/%u/incarnation", r->c->boot.job_id);
+	if ((st = gx_store_add(r->st, key, 1, &inc)) < 0)
+		return st;
+	snprintf(key, sizeof(key), "gx/%u/tag", r->c->boot.job_id);
+	if (inc == 1) {
+		if (getrandom(&id->job, sizeof(id->job), 0) != (ssize_t)sizeof(id->job))
+			return gx_error(GX_ERR_IO, "getrandom: cannot draw the job's identity");
+		if ((st = gx_store_set(r->st, key, &id->job, sizeof(id->job))) < 0)
+			return st;
+	} else if ((st = gx_store_get(r->st, key, &id->job, sizeof(id->job), &got, rv_left(r))) < 0) {
+		return st;
+	} else if (got != sizeof(id->job)) {
+		return gx_error(GX_ERR_CORRUPT, "the job identity at %s on the store is malformed", key);
+	}
+	id->magic = RV_MAGIC;
+	id->incarnation = (uint32_t)inc;
+	return GX_OK;
+}
+
 static gx_status_t rendezvous(struct gx_comm *c)
 {
 	struct rv r = { .c = c };
@@ -139,6 +176,28 @@ static gx_status_t rendezvous(struct gx_comm *c)
 		st = gx_error(GX_ERR_INVAL, "%s", msg);
 		goto out;
 	}
+
+	/* The job's identity on the wire: rank 0 draws it (or finds the one of an earlier start on this
+	 * store) and counts this start; every rank stamps and requires it from now on. */
+	struct rv_identity id = { 0 };
+	snprintf(key, sizeof(key), "%sidentity", r.prefix);
+	if (rank == 0) {
+		if ((st = rv_identity_claim(&r, &id)) < 0)
+			goto fail_abort;
+		if ((st = gx_store_set(r.st, key, &id, sizeof(id))) < 0)
+			goto out;
+	} else {
+		size_t got = 0;
+		if ((st = gx_store_get(r.st, key, &id, sizeof(id), &got, rv_left(&r))) < 0)
+			goto out;
+		if (got != sizeof(id) || id.magic != RV_MAGIC) {
+			st = gx_error(GX_ERR_CORRUPT, "rank 0's job identity in the store at %s is malformed: "
+				      "is another program or gx version using it?", c->boot.store);
+			goto fail_abort;
+		}
+	}
+	if ((st = gx_net_set_identity(c->net, id.job, id.incarnation)) < 0)
+		goto fail_abort;
 
 	me.magic = RV_MAGIC;
 	me.version = RV_VERSION;

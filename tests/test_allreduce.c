@@ -30,6 +30,7 @@
 
 #include "coll_internal.h"
 #include "gx_build_config.h"
+#include "gx_codec.h"
 #include "gx_collectives.h"
 #include "gx_rng.h"
 #include "gx_test.h"
@@ -891,6 +892,15 @@ static void run_compressed(struct gx_coll *s, uint32_t rank, uint32_t n, int up)
 		co.error_feedback = !randk;
 		rep.status = gx_coll_compressed_create(s, CZ_COUNT, cz_specs[c], &co, &h);
 		const char *path = h ? gx_allreduce_compressed_path(h) : "";
+		/* rand-k picks k of every block's m elements; a block is what one packet's payload holds */
+		size_t blk = 0;
+		struct gx_codec *cd = NULL;
+		if (randk && gx_codec_create(cz_specs[c], &cd) == GX_OK) {
+			blk = gx_codec_block_elems(cd, gx_net_max_payload(s->net));
+			gx_codec_destroy(cd);
+		}
+		if (randk && !blk)
+			rep.status = gx_error(GX_ERR_INVAL, "no rand-k block size for this payload");
 		for (int t = 0; t < CZ_STEPS && rep.status >= 0; t++) {
 			uint64_t seed = 900 + 10 * c + t;
 			for (size_t e = 0; e < CZ_COUNT; e++)
@@ -910,8 +920,8 @@ static void run_compressed(struct gx_coll *s, uint32_t rank, uint32_t n, int up)
 			if (randk) {
 				/* shared indices: each kept entry is (m/k) times the exact average, the rest 0 */
 				size_t kept = 0, want = 0;
-				for (size_t b0 = 0; b0 < CZ_COUNT; b0 += 1400) {
-					size_t m = CZ_COUNT - b0 < 1400 ? CZ_COUNT - b0 : 1400, k = (m + 3) / 4;
+				for (size_t b0 = 0; b0 < CZ_COUNT; b0 += blk) {
+					size_t m = CZ_COUNT - b0 < blk ? CZ_COUNT - b0 : blk, k = (m + 3) / 4;
 					want += k;
 					for (size_t e = b0; e < b0 + m; e++) {
 						double g = 0;

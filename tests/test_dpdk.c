@@ -240,6 +240,21 @@ static uint16_t ip_csum(const uint8_t *p, unsigned n)
 	return (uint16_t)~s;
 }
 
+/* UDP checksum over the IPv4 pseudo header, the UDP header (its checksum field 0) and the data. */
+static uint16_t udp_csum(const uint8_t *ip, const uint8_t *udp, unsigned ulen)
+{
+	uint32_t s = 0;
+	for (unsigned i = 12; i < 20; i += 2)
+		s += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+	s += 17 + ulen;
+	for (unsigned i = 0; i < ulen; i += 2)
+		s += (uint32_t)(udp[i] << 8 | (i + 1 < ulen ? udp[i + 1] : 0));
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	uint16_t c = (uint16_t)~s;
+	return c ? c : 0xffff;
+}
+
 static unsigned make_frame(uint8_t *f, unsigned kind, uint32_t seq)
 {
 	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
@@ -282,17 +297,26 @@ static unsigned make_frame(uint8_t *f, unsigned kind, uint32_t seq)
 	udp[6] = udp[7] = 0;
 	for (unsigned i = 0; i < plen; i++)
 		pl[i] = (uint8_t)mix(seq * 131u + i);
-	if (kind == 5) {       /* well-formed gx DATA of another job, from rank 0's address */
+	if (kind == 5 || kind == 7 || kind == 8) {
+		/* well-formed, sealed gx DATA of another job, from rank 0's address; 7 with a right UDP
+		 * checksum (checked, passes), 8 with a wrong one (dropped at the link level) */
 		struct gx_hdr h = { .magic = GX_MAGIC, .version = GX_WIRE_VERSION, .type = GX_PKT_DATA,
-				    .src_rank = 0, .job_id = JOB_ID + 1, .coll_id = 1, .psn = seq,
+				    .src_rank = 0, .job = JOB_ID + 1, .coll_id = 1, .psn = seq,
 				    .len = (uint16_t)(plen - sizeof(struct gx_hdr)) };
+		gx_hdr_seal(&h, pl + sizeof(h));
 		memcpy(pl, &h, sizeof(h));
+		if (kind != 5) {
+			uint16_t c = udp_csum(ip, udp, 8 + plen);
+			if (kind == 8)
+				c ^= 0x0100;
+			udp[6] = (uint8_t)(c >> 8), udp[7] = (uint8_t)c;
+		}
 	}
 	n = 14 + 20 + 8 + plen;
 	return n;
 }
 
-#define INJECT_KINDS 7
+#define INJECT_KINDS 9
 #define INJECT_EVERY 40     /* chunks sent between two injected frames */
 #define INJECT_TOTAL 70
 
@@ -345,7 +369,7 @@ static void inject_one(struct injector *in)
 	}
 	in->done++;
 	if (sent) {
-		if (kind < 4)
+		if (kind < 4 || kind == 8)
 			in->foreign++;
 		else
 			in->gx++;
@@ -857,7 +881,9 @@ static void test_inject(void)
 	CU_ASSERT_TRUE(res[0].injected_gx >= 20);
 	/* Link-level strangers counted by the backend, gx-level garbage by the net. */
 	CU_ASSERT_TRUE(res[1].bc.rx_foreign >= res[0].injected_foreign);
-	CU_ASSERT_TRUE(res[1].pc.malformed + res[1].pc.dropped >= res[0].injected_gx);
+	CU_ASSERT_TRUE(res[1].pc.malformed + res[1].pc.dropped + res[1].pc.bad_crc + res[1].pc.other_job >=
+		       res[0].injected_gx);
+	CU_ASSERT_TRUE(res[1].pc.other_job > 0);   /* the sealed frames of another job reached that check */
 }
 
 static void expect_open_error(const char *eal, const char *port, const char *must1, const char *must2)

@@ -315,25 +315,30 @@ static void test_delay(void)
 	world_destroy(&w);
 }
 
-/* Send `k` messages from rank 0 to rank 1 without rank 1 polling: returns how many the net took. */
-static uint32_t send_unpolled(struct gx_net *net, uint32_t k)
+/* Send `k` messages to rank `to` (1 unless said) without it polling: returns how many the net took. */
+static uint32_t send_unpolled_to(struct gx_net *net, uint32_t to, uint32_t k)
 {
 	uint32_t sent = 0;
 
 	for (uint32_t i = 0; i < k; i++) {
 		gx_status_t st;
-		uint8_t *b = gx_net_reserve(net, 1, &st);
+		uint8_t *b = gx_net_reserve(net, to, &st);
 		if (!b) {
 			CU_ASSERT_EQUAL(st, GX_ERR_AGAIN);
 			break;
 		}
 		memset(b, 0x5a, 8);
 		struct gx_desc d = { .coll_id = COLL, .chunk = i, .aux = 8 };
-		CU_ASSERT_EQUAL(gx_net_commit(net, 1, &d, 8), GX_OK);
+		CU_ASSERT_EQUAL(gx_net_commit(net, to, &d, 8), GX_OK);
 		sent++;
 	}
 	gx_net_flush(net);
 	return sent;
+}
+
+static uint32_t send_unpolled(struct gx_net *net, uint32_t k)
+{
+	return send_unpolled_to(net, 1, k);
 }
 
 static gx_status_t count_msg(void *arg, uint32_t peer, const struct gx_desc *d, const void *p, uint32_t len)
@@ -497,6 +502,45 @@ static void test_full_ring(void)
 	world_destroy(&w);
 }
 
+/* A packet of another job, or of an earlier start of this one, is dropped and counted, never
+ * delivered: two ranks whose identities differ in the incarnation, then in the job. */
+static void test_identity(void)
+{
+	for (int which = 0; which < 2; which++) {
+		struct gx_net *n[2];
+		unsigned char blob[2][GX_ADDR_MAX];
+		size_t len[2];
+		job_seq++;
+		for (uint32_t r = 0; r < 2; r++) {
+			struct gx_transport_opts o = { .backend = "loop", .rank = r, .nranks = 2, .job_id = job_seq,
+						       .peer_timeout_ms = 300 };
+			CU_ASSERT_EQUAL_FATAL(gx_net_create(&o, &n[r]), GX_OK);
+			/* rank 1 is a stray of an earlier start (which 0) or of another job (which 1) */
+			uint64_t job = 0xfeedfacecafe0000ull + (r && which ? 1 : 0);
+			uint32_t inc = r && !which ? 6 : 7;
+			CU_ASSERT_EQUAL(gx_net_set_identity(n[r], job, inc), GX_OK);
+			len[r] = GX_ADDR_MAX;
+			CU_ASSERT_EQUAL(gx_net_local_addr(n[r], blob[r], &len[r]), GX_OK);
+		}
+		CU_ASSERT_EQUAL(gx_net_connect(n[0], 1, blob[1], len[1]), GX_OK);
+		CU_ASSERT_EQUAL(gx_net_connect(n[1], 0, blob[0], len[0]), GX_OK);
+		CU_ASSERT_EQUAL(gx_net_set_identity(n[0], 1, 1), GX_ERR_INVAL);   /* too late: connected */
+		CU_ASSERT_EQUAL(send_unpolled_to(n[1], 0, 10), 10);
+		uint64_t got = 0;
+		uint64_t t0 = gx_now_ns();
+		while (gx_now_ns() - t0 < 20000000ull)
+			CU_ASSERT_FATAL(gx_net_poll(n[0], count_msg, &got) >= 0);
+		struct gx_peer_counters c;
+		gx_net_peer_counters(n[0], 1, &c);
+		CU_ASSERT_EQUAL(got, 0);
+		CU_ASSERT_EQUAL(c.received, 0);
+		CU_ASSERT(which ? c.other_job >= 10 && c.other_incarnation == 0
+				: c.other_incarnation >= 10 && c.other_job == 0);
+		gx_net_destroy(n[1]);
+		gx_net_destroy(n[0]);
+	}
+}
+
 static void test_backend_errors(void)
 {
 	struct gx_transport_opts o = { .backend = "loop", .rank = 0, .nranks = 2, .job_id = 4 };
@@ -553,6 +597,7 @@ int main(void)
 		{ "RTO back-off while a peer stalls, reset when it is back", test_rto_backoff },
 		{ "a silent peer is named within the timeout, busy or idle", test_peer_timeout },
 		{ "a full receive ring drops; retransmission recovers", test_full_ring },
+		{ "packets of another job or an earlier start are counted, never delivered", test_identity },
 		{ "loop settings, duplicate ranks, foreign addresses, registration", test_backend_errors },
 		CU_TEST_INFO_NULL,
 	};

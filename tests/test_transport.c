@@ -1124,7 +1124,7 @@ static void test_abort(void)
 
 /* Garbage and foreign frames injected during a transfer: counted exactly, never delivered. */
 #define GARBAGE_ROUNDS 20
-#define GARBAGE_PER_ROUND 12             /* see inject_garbage */
+#define GARBAGE_PER_ROUND 14             /* see inject_garbage */
 
 static void small_window_opts(struct gx_transport_opts *o, uint32_t rank)
 {
@@ -1138,9 +1138,11 @@ static int inject_garbage(struct rank_ctx *x, uint32_t to)
 	uint8_t f[GARBAGE_PER_ROUND][sizeof(struct gx_hdr) + 64];
 	uint32_t len[GARBAGE_PER_ROUND];
 	struct gx_hdr base = { .magic = GX_MAGIC, .version = GX_WIRE_VERSION, .type = GX_PKT_DATA,
-			       .src_rank = (uint16_t)x->rank, .job_id = x->opts.job_id, .coll_id = 1,
-			       .psn = 3, .len = 64 };
+			       .src_rank = (uint16_t)x->rank, .coll_id = 1, .psn = 3, .len = 64 };
+	gx_net_identity(x->net, &base.job, &base.incarnation);
 
+	/* Every frame is sealed (a valid CRC32C) after it was spoilt, so each reaches the check it is
+	 * meant for; frame 12 is spoilt after sealing. */
 	for (int i = 0; i < GARBAGE_PER_ROUND; i++) {
 		struct gx_hdr h = base;
 		len[i] = sizeof(h) + 64;
@@ -1157,10 +1159,16 @@ static int inject_garbage(struct rank_ctx *x, uint32_t to)
 		case 8: h.type = GX_PKT_ACK; h.len = 0; len[i] = sizeof(h);
 			h.ack_psn = 0x40000000u; break;              /* malformed: acks what was never sent */
 		case 9: len[i] = 1; break;                           /* malformed: 1 byte */
-		case 10: h.job_id ^= 0x5a5a; break;                  /* dropped: another job */
+		case 10: h.job ^= 0x5a5a; break;                     /* other_job */
 		case 11: h.psn = 0x40000000u; break;                 /* out of window */
+		case 12: break;                                      /* bad_crc: a bit flipped below */
+		case 13: h.incarnation += 1; break;                  /* other_incarnation */
 		}
+		if (h.len <= 64)
+			gx_hdr_seal(&h, f[i] + sizeof(h));
 		memcpy(f[i], &h, sizeof(h));
+		if (i == 12)
+			f[i][sizeof(h) + 5] ^= 0x10;
 	}
 	for (int i = 0; i < GARBAGE_PER_ROUND; i++) {
 		struct gx_msg m = { .peer = to, .len = len[i], .data = f[i] };
@@ -1170,6 +1178,8 @@ static int inject_garbage(struct rank_ctx *x, uint32_t to)
 	/* A well-formed DATA packet claiming to be us, from an address that is not ours. */
 	if (cfg->send_stranger) {
 		struct gx_hdr h = base;
+		memset(f[0], 0xEE, sizeof(f[0]));
+		gx_hdr_seal(&h, f[0] + sizeof(h));
 		memcpy(f[0], &h, sizeof(h));
 		if (cfg->send_stranger(cfg, x->rank, x->blob[to], x->blen[to], f[0], sizeof(h) + 64))
 			FAILF(x, "stranger frame not sent: %s", strerror(errno));
@@ -1230,12 +1240,15 @@ static int garbage_rank(struct rank_ctx *x, void *arg)
 	gx_net_peer_counters(x->net, 1, &p1);
 	gx_net_backend_counters(x->net, &bc1);
 	fprintf(stderr, "rank 0: malformed %llu (rank 1: %llu) dropped %llu (rank 1: %llu) out of window %llu, "
-		"link-level foreign %llu\n", (unsigned long long)all.malformed, (unsigned long long)p1.malformed,
+		"bad crc %llu, other job %llu, other incarnation %llu, link-level foreign %llu\n",
+		(unsigned long long)all.malformed, (unsigned long long)p1.malformed,
 		(unsigned long long)all.dropped, (unsigned long long)p1.dropped,
-		(unsigned long long)all.out_of_window, (unsigned long long)(bc1.rx_foreign - bc0.rx_foreign));
+		(unsigned long long)all.out_of_window, (unsigned long long)all.bad_crc,
+		(unsigned long long)all.other_job, (unsigned long long)all.other_incarnation,
+		(unsigned long long)(bc1.rx_foreign - bc0.rx_foreign));
 	uint64_t short_frames = cfg->link_drops_short ? 2 * GARBAGE_ROUNDS : 0;
 	uint64_t want_malformed = 10 * GARBAGE_ROUNDS - short_frames;
-	uint64_t want_dropped = GARBAGE_ROUNDS + (cfg->send_stranger ? GARBAGE_ROUNDS : 0);
+	uint64_t want_dropped = cfg->send_stranger ? GARBAGE_ROUNDS : 0;
 	if (cfg->lossy_network) {
 		/* 5 % loss and 1 % duplication on the link: within bounds (binomial, >10 sd margin). */
 		CHECK(x, all.malformed >= want_malformed * 8 / 10 && all.malformed <= want_malformed * 115 / 100,
@@ -1245,6 +1258,12 @@ static int garbage_rank(struct rank_ctx *x, void *arg)
 		      "dropped %llu, want about %llu", (unsigned long long)all.dropped, (unsigned long long)want_dropped);
 		CHECK(x, all.out_of_window >= GARBAGE_ROUNDS / 2 && all.out_of_window <= GARBAGE_ROUNDS * 2,
 		      "out of window %llu", (unsigned long long)all.out_of_window);
+		CHECK(x, all.bad_crc >= GARBAGE_ROUNDS / 2 && all.bad_crc <= GARBAGE_ROUNDS * 2 &&
+		      all.other_job >= GARBAGE_ROUNDS / 2 && all.other_job <= GARBAGE_ROUNDS * 2 &&
+		      all.other_incarnation >= GARBAGE_ROUNDS / 2 && all.other_incarnation <= GARBAGE_ROUNDS * 2,
+		      "bad crc %llu, other job %llu, other incarnation %llu, want about %d each",
+		      (unsigned long long)all.bad_crc, (unsigned long long)all.other_job,
+		      (unsigned long long)all.other_incarnation, GARBAGE_ROUNDS);
 	} else {
 		CHECK(x, all.malformed == want_malformed, "malformed %llu, want %llu",
 		      (unsigned long long)all.malformed, (unsigned long long)want_malformed);
@@ -1252,6 +1271,10 @@ static int garbage_rank(struct rank_ctx *x, void *arg)
 		      (unsigned long long)want_dropped);
 		CHECK(x, all.out_of_window == GARBAGE_ROUNDS, "out of window %llu",
 		      (unsigned long long)all.out_of_window);
+		CHECK(x, all.bad_crc == GARBAGE_ROUNDS && all.other_job == GARBAGE_ROUNDS &&
+		      all.other_incarnation == GARBAGE_ROUNDS, "bad crc %llu, other job %llu, other incarnation "
+		      "%llu, want %d each", (unsigned long long)all.bad_crc, (unsigned long long)all.other_job,
+		      (unsigned long long)all.other_incarnation, GARBAGE_ROUNDS);
 	}
 	CHECK(x, bc1.rx_foreign - bc0.rx_foreign >= short_frames, "link-level drops");
 	xfer_free(&t);

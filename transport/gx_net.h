@@ -74,15 +74,20 @@ struct gx_backend_counters {
 
 struct gx_net;
 
-/* sent/received count DATA packets (first transmissions / deliveries).  malformed: failed a header
- * check (magic, version, type, length, src_rank, impossible ack); dropped: well-formed but not for
- * us (another job_id, unknown source address, peer not connected); out_of_window: DATA psn beyond
- * the receive window.  The fault_* fields (appended) count what the fault hooks did on send. */
+/* sent/received count DATA packets (first transmissions / deliveries).  Every packet received is
+ * checked in this order, and the first failure drops it and counts it once: malformed (shorter than
+ * a header, or a length that is not the datagram's), bad_crc (the CRC32C seal over payload and
+ * header does not hold: corrupt), malformed again (magic, version, type, src_rank, impossible ack),
+ * other_job (sealed but another job's identity), other_incarnation (this job's identity, another
+ * start of it: a stray from an earlier run), dropped (not for us: unknown source address, peer not
+ * connected); out_of_window: DATA psn beyond the receive window.  The fault_* fields count what the
+ * fault hooks did on send. */
 struct gx_peer_counters {
 	uint64_t sent, received, retransmitted, duplicates, out_of_window, malformed, dropped;
 	uint64_t acks_sent, acks_received, rto_events;
 	uint32_t srtt_us, rto_us, inflight;
 	uint64_t fast_retransmits, heartbeats_sent, fault_dropped, fault_duplicated, fault_reordered;
+	uint64_t bad_crc, other_job, other_incarnation;
 };
 /* gx_net_peer_counters(n, GX_PEER_ANY, &c): totals over every peer plus the packets that could not
  * be attributed to a peer (truncated frames, foreign addresses, out-of-range src_rank). */
@@ -156,7 +161,11 @@ GX_API GX_API void gx_net_peer_counters(const struct gx_net *n, uint32_t peer, s
 GX_API void gx_net_backend_counters(const struct gx_net *n, struct gx_backend_counters *c);
 GX_API uint32_t gx_net_rank(const struct gx_net *n);
 GX_API uint32_t gx_net_nranks(const struct gx_net *n);
-GX_API uint32_t gx_net_job_id(const struct gx_net *n);   /* stamped on every packet */
+/* The job identity stamped on and required of every packet: 64 bits (default: the job id) and the
+ * incarnation (default 0).  The communicator sets it from the rendezvous, before connecting peers;
+ * GX_ERR_INVAL once a peer is connected. */
+GX_API gx_status_t gx_net_set_identity(struct gx_net *n, uint64_t job, uint32_t incarnation);
+GX_API void gx_net_identity(const struct gx_net *n, uint64_t *job, uint32_t *incarnation);
 GX_API const char *gx_net_backend_name(const struct gx_net *n);
 
 /* The device the backend sends through: a PCI address (*is_pci = 1) or an interface name;

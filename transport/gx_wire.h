@@ -8,10 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gx_crc.h"
 #include "gx_net.h"
 
 #define GX_MAGIC 0x5867u         /* "gX" */
-#define GX_WIRE_VERSION 2
+#define GX_WIRE_VERSION 3
 
 enum gx_pkt_type {
 	GX_PKT_DATA = 1,         /* reliable payload, delivered exactly once */
@@ -31,16 +32,19 @@ enum gx_pkt_flags {
 	GX_F_RAW = 1u << 7,      /* set on every RAW packet (= GX_DESC_RAW) */
 };
 
-/* The last 16 bytes are the collective's struct gx_desc (gx_net.h), field for field, so a receiver
- * is handed a pointer into the packet and nothing is copied per packet. */
+/* Every packet is sealed with a CRC32C over its payload and then this header (crc = 0), computed by
+ * the sender at departure and checked by the receiver before anything else is read.  The last 16
+ * bytes are the collective's struct gx_desc (gx_net.h), field for field, so a receiver is handed a
+ * pointer into the packet and nothing is copied per packet. */
 struct gx_hdr {
 	uint16_t magic;          /* GX_MAGIC */
 	uint8_t version;         /* GX_WIRE_VERSION */
 	uint8_t type;            /* enum gx_pkt_type */
 	uint16_t src_rank;
 	uint16_t len;            /* payload bytes following this header */
-	uint32_t job_id;         /* packets of another job are counted as foreign and dropped */
-	uint32_t epoch;          /* membership epoch */
+	uint64_t job;            /* the job's identity: 64 random bits agreed at rendezvous */
+	uint32_t incarnation;    /* which start of the job (a restart on the same store counts up) */
+	uint32_t crc;            /* CRC32C of the payload, then of this header with crc = 0 */
 	uint32_t psn;            /* per-peer packet sequence number (DATA) */
 	uint32_t ack_psn;        /* cumulative ACK: all psn < ack_psn received */
 	/* = struct gx_desc */
@@ -51,7 +55,22 @@ struct gx_hdr {
 	uint8_t flags;           /* enum gx_pkt_flags */
 	uint32_t aux;            /* collective-defined (DATA) or credits (ACK) */
 };
-_Static_assert(sizeof(struct gx_hdr) == 40, "gx_hdr is 40 bytes on the wire");
+_Static_assert(sizeof(struct gx_hdr) == 48, "gx_hdr is 48 bytes on the wire");
+
+/* The seal: CRC32C of the payload (pcrc = gx_crc32c(payload, h->len, 0)), continued over the header
+ * with its crc field taken as 0. */
+static inline uint32_t gx_hdr_crc(const struct gx_hdr *h, uint32_t pcrc)
+{
+	struct gx_hdr c = *h;
+
+	c.crc = 0;
+	return gx_crc32c(&c, sizeof(c), pcrc);
+}
+
+static inline void gx_hdr_seal(struct gx_hdr *h, const void *payload)
+{
+	h->crc = gx_hdr_crc(h, gx_crc32c(payload, h->len, 0));
+}
 
 /* The collective's part of a header. */
 #define GX_HDR_DESC(h) ((const struct gx_desc *)(const void *)&(h)->coll_id)

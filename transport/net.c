@@ -56,7 +56,7 @@ gx_status_t gx_net_create(const struct gx_transport_opts *opts, struct gx_net **
 	st = GX_ERR_NOMEM;
 	n->rank = o->rank;
 	n->nranks = o->nranks;
-	n->job_id = o->job_id;
+	n->job = o->job_id;                    /* until gx_net_set_identity (the rendezvous) */
 	n->max_msg = ops->max_msg(n->be);
 	if (n->max_msg < sizeof(struct gx_hdr) + 8) {
 		st = gx_error(GX_ERR_INVAL, "net: backend '%s' carries only %u bytes per datagram", ops->name,
@@ -160,9 +160,19 @@ uint32_t gx_net_nranks(const struct gx_net *n)
 	return n->nranks;
 }
 
-uint32_t gx_net_job_id(const struct gx_net *n)
+void gx_net_identity(const struct gx_net *n, uint64_t *job, uint32_t *incarnation)
 {
-	return n->job_id;
+	*job = n->job;
+	*incarnation = n->incarnation;
+}
+
+gx_status_t gx_net_set_identity(struct gx_net *n, uint64_t job, uint32_t incarnation)
+{
+	if (n->nconn)
+		return gx_error(GX_ERR_INVAL, "net: the job identity is set before any peer is connected");
+	n->job = job;
+	n->incarnation = incarnation;
+	return GX_OK;
 }
 
 struct gx_backend *gx_net_backend(struct gx_net *n)
@@ -285,8 +295,8 @@ gx_status_t gx_net_commit(struct gx_net *n, uint32_t peer, const struct gx_desc 
 	h->type = GX_PKT_DATA;
 	h->src_rank = (uint16_t)n->rank;
 	h->len = (uint16_t)len;
-	h->job_id = n->job_id;
-	h->epoch = 0;
+	h->job = n->job;
+	h->incarnation = n->incarnation;
 	h->psn = psn;
 	/* field by field: a caller's desc is usually written field by field just before, and one wide
 	 * load over several narrow stores would wait for them (no store forwarding) */
@@ -306,6 +316,7 @@ gx_status_t gx_net_commit(struct gx_net *n, uint32_t peer, const struct gx_desc 
 	    credit_after == 0)
 		h->flags |= GX_F_ACK_REQ;
 	s->len = (uint32_t)sizeof(*h) + len;
+	s->pcrc = gx_crc32c(h + 1, len, 0);      /* while the payload is warm; the header's at departure */
 	s->nsent = 0;
 	s->sacked = 0;
 	s->fast = 0;
@@ -337,14 +348,10 @@ gx_status_t gx_net_send(struct gx_net *n, uint32_t peer, const struct gx_desc *d
 
 /* ---- receive ------------------------------------------------------------------------------- */
 
-static void count_bad(struct gx_net *n, uint32_t bpeer, bool malformed)
+/* The counters of the rank the backend says sent a bad packet, else the unattributed ones. */
+static inline struct gx_peer_counters *bad_counters(struct gx_net *n, uint32_t bpeer)
 {
-	struct gx_peer_counters *c = bpeer < n->nranks ? &n->peer[bpeer].c : &n->unattributed;
-
-	if (malformed)
-		c->malformed++;
-	else
-		c->dropped++;
+	return bpeer < n->nranks ? &n->peer[bpeer].c : &n->unattributed;
 }
 
 /* One received datagram.  Validates everything before any byte reaches the caller. */
@@ -357,19 +364,34 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 		n->unattributed.dropped++;
 		return GX_OK;
 	}
-	if (len < sizeof(*h) || h->magic != GX_MAGIC || h->version != GX_WIRE_VERSION) {
-		count_bad(n, bpeer, true);
+	/* Whole: the length the header claims is the datagram's, and the seal (CRC32C over the payload
+	 * and the header) holds.  Nothing of the packet is believed before this. */
+	if (len < sizeof(*h) || sizeof(*h) + h->len != len) {
+		bad_counters(n, bpeer)->malformed++;
 		return GX_OK;
 	}
-	if (h->job_id != n->job_id) {
-		count_bad(n, bpeer, false);
+	if (gx_hdr_crc(h, gx_crc32c(h + 1, h->len, 0)) != h->crc) {
+		bad_counters(n, bpeer)->bad_crc++;
+		return GX_OK;
+	}
+	/* Ours: this wire version, this job, this start of it. */
+	if (h->magic != GX_MAGIC || h->version != GX_WIRE_VERSION) {
+		bad_counters(n, bpeer)->malformed++;
+		return GX_OK;
+	}
+	if (h->job != n->job) {
+		bad_counters(n, bpeer)->other_job++;
+		return GX_OK;
+	}
+	if (h->incarnation != n->incarnation) {
+		bad_counters(n, bpeer)->other_incarnation++;
 		return GX_OK;
 	}
 	uint32_t src = h->src_rank;
 	if (src >= n->nranks || src == n->rank || (bpeer != GX_PEER_UNKNOWN && bpeer != src) ||
-	    sizeof(*h) + h->len != len || h->type < GX_PKT_DATA || h->type > GX_PKT_RAW ||
+	    h->type < GX_PKT_DATA || h->type > GX_PKT_RAW ||
 	    (h->type == GX_PKT_RAW) != ((h->flags & GX_F_RAW) != 0)) {
-		count_bad(n, bpeer, true);
+		bad_counters(n, bpeer)->malformed++;
 		return GX_OK;
 	}
 	struct peer *p = &n->peer[src];
@@ -578,6 +600,9 @@ static void add_counters(struct gx_peer_counters *t, const struct gx_peer_counte
 	t->fault_dropped += c->fault_dropped;
 	t->fault_duplicated += c->fault_duplicated;
 	t->fault_reordered += c->fault_reordered;
+	t->bad_crc += c->bad_crc;
+	t->other_job += c->other_job;
+	t->other_incarnation += c->other_incarnation;
 }
 
 void gx_net_peer_counters(const struct gx_net *n, uint32_t peer, struct gx_peer_counters *c)

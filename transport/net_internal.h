@@ -56,6 +56,7 @@ struct tx_slot {
 	uint64_t first_tsc;             /* first transmission */
 	uint64_t sent_tsc;              /* latest transmission */
 	uint32_t len;                   /* gx_hdr + payload */
+	uint32_t pcrc;                  /* CRC32C of the payload, computed once at commit */
 	uint16_t nsent;
 	uint8_t sacked;
 	uint8_t fast;                   /* already fast-retransmitted */
@@ -87,7 +88,9 @@ struct held_pkt {                       /* fault injection */
 struct gx_net {
 	struct gx_backend *be;
 	const struct gx_backend_ops *ops;
-	uint32_t rank, nranks, job_id;
+	uint32_t rank, nranks;
+	uint64_t job;                   /* identity stamped on and required of every packet */
+	uint32_t incarnation;
 	uint32_t window, wmask, max_msg, max_sack_words;
 	uint32_t ctrl_bytes;
 	struct peer *peer;
@@ -193,7 +196,8 @@ static inline void hdr_init(const struct gx_net *n, struct gx_hdr *h, uint8_t ty
 	h->version = GX_WIRE_VERSION;
 	h->type = type;
 	h->src_rank = (uint16_t)n->rank;
-	h->job_id = n->job_id;
+	h->job = n->job;
+	h->incarnation = n->incarnation;
 }
 
 /* ---- net_liveness.c ---- */
