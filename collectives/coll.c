@@ -9,6 +9,7 @@
  * stash holds what peers send in the time we need to finish the current one: a few windows in
  * practice.  The limit only turns a runaway peer into a clear error instead of unbounded memory. */
 #define STASH_LIMIT (256u << 20)
+#define COLL_AHEAD_MAX 2u                 /* collective ids a peer may be ahead (1, and one spare) */
 
 struct stash_rec {
 	uint32_t peer, len;
@@ -128,8 +129,15 @@ static gx_status_t route_deliver(void *arg, uint32_t peer, const struct gx_desc 
 
 	if (rt->coll_id != GX_COLL_NONE && h->coll_id == rt->coll_id)
 		return rt->fn(rt->arg, peer, h, payload, len);
-	if (id_after(h->coll_id, s->last_id))
+	/* A peer is at most one collective ahead of the last one this rank began (it cannot finish that
+	 * one without us); an id further ahead is not a collective that can exist: not stashed. */
+	if (id_after(h->coll_id, s->last_id)) {
+		if (h->coll_id - s->last_id > COLL_AHEAD_MAX) {
+			s->cnt.malformed++;
+			return GX_OK;
+		}
 		return stash_put(s, peer, h, payload, len);
+	}
 	s->cnt.stale++;                   /* a finished or abandoned collective: nothing wants it */
 	return GX_OK;
 }

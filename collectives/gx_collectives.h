@@ -107,7 +107,8 @@ GX_API gx_status_t gx_coll_compressed_create(struct gx_coll *s, size_t count, co
 struct gx_coll_counters {
 	uint64_t stashed;         /* packets of a later collective kept until it started */
 	uint64_t stale;           /* packets of a finished or failed collective, dropped */
-	uint64_t malformed;       /* packets whose step/chunk/length did not fit the schedule, dropped */
+	uint64_t malformed;       /* packets whose step/chunk/length did not fit the schedule, or of a collective
+				   * further ahead than a peer can be, dropped */
 };
 GX_API void gx_coll_get_counters(const struct gx_coll *s, struct gx_coll_counters *c);
 /* The same for a communicator's collectives (zeros before its first one). */

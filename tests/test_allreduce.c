@@ -254,8 +254,13 @@ struct report {
 	uint64_t t_ns;            /* gx_now_ns() when the case ended */
 	uint64_t cpu_us;          /* CPU time the case used */
 	uint64_t retx;
+	/* the rank's counters of rejected packets after the case (gx_peer_counters, all peers) */
+	uint64_t malformed, bad_crc, other_job, other_incarnation, dropped, duplicates, out_of_window;
 	char msg[200];
 };
+
+/* Sums over the ranks of the last case's counters (collect()). */
+static struct report g_totals;
 
 typedef void (*rank_fn)(struct gx_coll *s, uint32_t rank, uint32_t n, int up);
 
@@ -281,6 +286,8 @@ static uint64_t cpu_us(void)
  * starts in the forked ranks.  Loss over dpdk is real: the bridge drops 5 % of the frames it
  * delivers to every host (gx-netns --loss, nftables), instead of the net's fault hooks. */
 static int g_dpdk;
+static int g_udp_ns;                      /* udp between gx-netns hosts (the hostile tests) */
+static int g_hostile;                     /* the hostile tests run */
 static char g_prefix[16];                 /* gx-netns prefix, gxco<pid> */
 static char g_netns[512];                 /* path of scripts/gx-netns */
 static uint32_t g_hosts;                  /* hosts of the current network */
@@ -308,6 +315,13 @@ static void tr_opts(struct gx_transport_opts *o, uint32_t rank, uint32_t n)
 	o->rank = rank;
 	o->nranks = n;
 	o->job_id = 4242;
+	if (g_udp_ns) {                   /* the host's own address on the test network */
+		static char ip[16];
+		snprintf(ip, sizeof(ip), "10.77.0.%u", rank + 1);
+		o->backend = "udp";
+		gx_transport_opts_set(o, "udp-ip", ip);
+		return;
+	}
 	if (!g_dpdk) {
 		o->backend = "udp";
 		gx_transport_opts_set(o, "udp-ip", "127.0.0.1");
@@ -315,8 +329,10 @@ static void tr_opts(struct gx_transport_opts *o, uint32_t rank, uint32_t n)
 	}
 	/* eth0 carries 10.77.0.<r+1> for the kernel; the port uses the default 10.0.0.<r+1>, an
 	 * address the kernel does not own (no ICMP port-unreachable answers) */
+	/* the hostile test's neighbour learns live frames from what rank 0's host sends: frames that
+	 * bypass the qdisc layer skip the taps it listens on */
 	snprintf(g_eal, sizeof(g_eal), "--no-huge --no-shconf --no-pci --log-level=warning "
-		 "--vdev=net_af_packet0,iface=eth0,framecnt=4096");
+		 "--vdev=net_af_packet0,iface=eth0,framecnt=4096%s", g_hostile ? ",qdisc_bypass=0" : "");
 	o->backend = "dpdk";
 	gx_transport_opts_set(o, "dpdk-eal", g_eal);
 }
@@ -327,11 +343,11 @@ static void child(const struct world_cfg *w, uint32_t rank, int up, int down, ra
 	unsigned char blob[GX_ADDR_MAX];
 	size_t len = sizeof(blob);
 
-	if (g_dpdk && enter_host(rank) < 0)
+	if ((g_dpdk || g_udp_ns) && enter_host(rank) < 0)
 		_exit(3);
 	tr_opts(&o, rank, w->n);
 	o.peer_timeout_ms = w->peer_timeout_ms;
-	o.fault.drop = g_dpdk ? 0.0 : w->drop;
+	o.fault.drop = g_dpdk || g_udp_ns ? 0.0 : w->drop;
 	o.fault.seed = 77 + rank;
 	struct gx_net *net = NULL;
 	gx_net_create(&o, &net);
@@ -514,6 +530,13 @@ static void cases_over(ar_entry ar, void *ctx, struct gx_net *net, uint32_t rank
 		struct gx_peer_counters pc;
 		gx_net_peer_counters(net, GX_PEER_ANY, &pc);
 		rep.retx = pc.retransmitted;
+		rep.malformed = pc.malformed;
+		rep.bad_crc = pc.bad_crc;
+		rep.other_job = pc.other_job;
+		rep.other_incarnation = pc.other_incarnation;
+		rep.dropped = pc.dropped;
+		rep.duplicates = pc.duplicates;
+		rep.out_of_window = pc.out_of_window;
 		report_send(up, &rep);
 		free(buf);
 	}
@@ -531,6 +554,7 @@ static int collect(struct world *W, const struct world_cfg *w, const struct ar_c
 {
 	uint64_t retx = 0;
 
+	memset(&g_totals, 0, sizeof(g_totals));
 	for (size_t c = 0; c < ncases; c++) {
 		uint64_t d0 = 0;
 		for (uint32_t r = 0; r < w->n; r++) {
@@ -551,8 +575,16 @@ static int collect(struct world *W, const struct world_cfg *w, const struct ar_c
 			if (r == 0)
 				d0 = rep.digest;
 			CU_ASSERT_EQUAL(rep.digest, d0);     /* bit-identical on every rank */
-			if (c + 1 == ncases)
+			if (c + 1 == ncases) {
 				retx += rep.retx;
+				g_totals.malformed += rep.malformed;
+				g_totals.bad_crc += rep.bad_crc;
+				g_totals.other_job += rep.other_job;
+				g_totals.other_incarnation += rep.other_incarnation;
+				g_totals.dropped += rep.dropped;
+				g_totals.duplicates += rep.duplicates;
+				g_totals.out_of_window += rep.out_of_window;
+			}
 		}
 	}
 	if (w->drop > 0) {
@@ -1086,6 +1118,77 @@ static void test_thc_pieces(void)
 		CU_ASSERT_EQUAL(fabsf(x[i]), 1.0f);
 }
 
+/* ---- a hostile neighbour ---------------------------------------------------------------------
+ * 3 ranks on a gx-netns network whose bridge drops 5 % of what it delivers, while gx-hostile runs in
+ * rank 0's host and sends >= 10,000 frames/s into its interface: random bytes, truncated frames,
+ * sealed frames of another job, UDP to every port, live frames with 1-4 bits flipped, replays.  Every
+ * result must be bit-exact on every rank, no rank may fail, and the ranks' counters must show the
+ * rejected frames by kind.  GX_HOSTILE_SECONDS stretches the sweep (scripts/gx-hostile-soak). */
+static void test_hostile(void)
+{
+	static const struct ar_case cases[] = {
+		{ GX_ALLREDUCE_RHD, GX_OP_SUM, 1 },
+		{ GX_ALLREDUCE_RING, GX_OP_SUM, 4 },
+		{ GX_ALLREDUCE_RHD, GX_OP_AVG, 64 },
+		{ GX_ALLREDUCE_RING, GX_OP_SUM, 1024 },
+		{ GX_ALLREDUCE_RHD, GX_OP_SUM, 16384 },
+		{ GX_ALLREDUCE_RING, GX_OP_AVG, 262144 },
+		{ GX_ALLREDUCE_RING, GX_OP_SUM, 1u << 20 },          /* 4 MiB */
+		{ GX_ALLREDUCE_RHD, GX_OP_MAX, 1u << 20 },
+	};
+	char tool[512], log[64], pidf[64], line[256];
+	const char *secs = getenv("GX_HOSTILE_SECONDS");
+	int rounds = secs && atoi(secs) > 0 ? atoi(secs) / 10 + 1 : 1;
+
+	CU_ASSERT_EQUAL_FATAL(net_up(5), 0);
+	gx_test_path(tool, sizeof(tool), 1, "apps/gx-hostile");
+	snprintf(log, sizeof(log), "/tmp/gx-hostile.%d.log", (int)getpid());
+	snprintf(pidf, sizeof(pidf), "/tmp/gx-hostile.%d.pid", (int)getpid());
+	CU_ASSERT_EQUAL_FATAL(gx_test_sh("ip netns exec %s-h0 %s -i eth0 --rate 12000 --seconds 600 >%s 2>&1 & "
+					 "echo $! >%s", g_prefix, tool, log, pidf), 0);
+	usleep(300000);                   /* it learns frames as soon as there are some */
+	struct report sum = { 0 };
+	for (int r = 0; r < rounds; r++) {
+		struct world_cfg w = { 3, 0.05, 10000 };
+		run_world(&w, cases, sizeof(cases) / sizeof(cases[0]), 180000);
+		sum.malformed += g_totals.malformed;
+		sum.bad_crc += g_totals.bad_crc;
+		sum.other_job += g_totals.other_job;
+		sum.dropped += g_totals.dropped;
+		sum.duplicates += g_totals.duplicates;
+	}
+	gx_test_sh("kill -INT $(cat %s) 2>/dev/null; sleep 0.5", pidf);
+	FILE *f = fopen(log, "r");
+	double rate = 0;
+	unsigned long long kinds_sent = 0, n;
+	char kind[32];
+	while (f && fgets(line, sizeof(line), f)) {
+		fputs(line, stderr);
+		if (sscanf(line, "gx-hostile: %*s sent %llu frames in %*f s (%lf per second)", &n, &rate) == 2)
+			continue;
+		if (sscanf(line, "gx-hostile: %31s %llu", kind, &n) == 2 && n > 0)
+			kinds_sent++;
+	}
+	if (f)
+		fclose(f);
+	unlink(log);
+	unlink(pidf);
+	fprintf(stderr, "ranks rejected: bad crc %llu, other job %llu, malformed %llu, dropped %llu; "
+		"duplicates %llu\n", (unsigned long long)sum.bad_crc, (unsigned long long)sum.other_job,
+		(unsigned long long)sum.malformed, (unsigned long long)sum.dropped,
+		(unsigned long long)sum.duplicates);
+	CU_ASSERT(rate >= 10000);         /* the tool kept up its rate */
+	CU_ASSERT_EQUAL(kinds_sent, 6);   /* and sent every kind */
+	CU_ASSERT(sum.bad_crc > 0);       /* flipped bits reached gx and were caught by the seal */
+	CU_ASSERT(sum.other_job > 0);     /* sealed frames of another job were caught by the identity */
+	CU_ASSERT(sum.duplicates > 0);    /* replays were taken for what they are */
+}
+
+static int hostile_suite_init(void)
+{
+	return dpdk_suite_init();
+}
+
 /* test_allreduce                  schedules, udp on loopback, compressed paths
  * test_allreduce dpdk-af-packet   the same bit-identical, loss and killed-rank checks over DPDK
  *                                 net_af_packet across scripts/gx-netns namespaces, and
@@ -1137,8 +1240,28 @@ int main(int argc, char **argv)
 		g_dpdk = 1;
 		return gx_test_main(dpdk_suites);
 	}
+	static CU_TestInfo hostile[] = {
+		{ "3 ranks, 5% loss, a hostile neighbour at 10,000 frames/s: bit-exact, counted", test_hostile },
+		CU_TEST_INFO_NULL,
+	};
+	static CU_SuiteInfo hostile_suites[] = {
+		{ "hostile", hostile_suite_init, dpdk_suite_clean, NULL, NULL, hostile },
+		CU_SUITE_INFO_NULL,
+	};
+	if (argc > 1 && (!strcmp(argv[1], "hostile-udp") || !strcmp(argv[1], "hostile-dpdk"))) {
+		int dpdk = !strcmp(argv[1], "hostile-dpdk");
+		if (dpdk && !GX_HAVE_DPDK)
+			gx_test_skip("this build has no DPDK backend (libdpdk-dev not found)");
+		gx_test_require_root("hostile traffic (namespaces, raw sockets)");
+		if (system("ip netns list >/dev/null 2>&1") != 0)
+			gx_test_skip("iproute2 ('ip netns') is not installed");
+		g_dpdk = dpdk;
+		g_udp_ns = !dpdk;
+		g_hostile = 1;
+		return gx_test_main(hostile_suites);
+	}
 	if (argc > 1) {
-		fprintf(stderr, "usage: test_allreduce [dpdk-af-packet]\n");
+		fprintf(stderr, "usage: test_allreduce [dpdk-af-packet | hostile-udp | hostile-dpdk]\n");
 		return 2;
 	}
 	return gx_test_main(suites);
