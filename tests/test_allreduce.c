@@ -256,6 +256,7 @@ struct report {
 	uint64_t retx;
 	/* the rank's counters of rejected packets after the case (gx_peer_counters, all peers) */
 	uint64_t malformed, bad_crc, other_job, other_incarnation, dropped, duplicates, out_of_window;
+	uint64_t bad_mac, replayed;
 	char msg[200];
 };
 
@@ -288,6 +289,7 @@ static uint64_t cpu_us(void)
 static int g_dpdk;
 static int g_udp_ns;                      /* udp between gx-netns hosts (the hostile tests) */
 static int g_hostile;                     /* the hostile tests run */
+static char g_keyfile[64];                /* keyed runs: --auth-key-file of every rank */
 static char g_prefix[16];                 /* gx-netns prefix, gxco<pid> */
 static char g_netns[512];                 /* path of scripts/gx-netns */
 static uint32_t g_hosts;                  /* hosts of the current network */
@@ -315,6 +317,8 @@ static void tr_opts(struct gx_transport_opts *o, uint32_t rank, uint32_t n)
 	o->rank = rank;
 	o->nranks = n;
 	o->job_id = 4242;
+	if (g_keyfile[0])
+		o->auth_key_file = g_keyfile;
 	if (g_udp_ns) {                   /* the host's own address on the test network */
 		static char ip[16];
 		snprintf(ip, sizeof(ip), "10.77.0.%u", rank + 1);
@@ -537,6 +541,8 @@ static void cases_over(ar_entry ar, void *ctx, struct gx_net *net, uint32_t rank
 		rep.dropped = pc.dropped;
 		rep.duplicates = pc.duplicates;
 		rep.out_of_window = pc.out_of_window;
+		rep.bad_mac = pc.bad_mac;
+		rep.replayed = pc.replayed;
 		report_send(up, &rep);
 		free(buf);
 	}
@@ -584,6 +590,8 @@ static int collect(struct world *W, const struct world_cfg *w, const struct ar_c
 				g_totals.dropped += rep.dropped;
 				g_totals.duplicates += rep.duplicates;
 				g_totals.out_of_window += rep.out_of_window;
+				g_totals.bad_mac += rep.bad_mac;
+				g_totals.replayed += rep.replayed;
 			}
 		}
 	}
@@ -1156,6 +1164,8 @@ static void test_hostile(void)
 		sum.other_job += g_totals.other_job;
 		sum.dropped += g_totals.dropped;
 		sum.duplicates += g_totals.duplicates;
+		sum.bad_mac += g_totals.bad_mac;
+		sum.replayed += g_totals.replayed;
 	}
 	gx_test_sh("kill -INT $(cat %s) 2>/dev/null; sleep 0.5", pidf);
 	FILE *f = fopen(log, "r");
@@ -1173,20 +1183,41 @@ static void test_hostile(void)
 		fclose(f);
 	unlink(log);
 	unlink(pidf);
-	fprintf(stderr, "ranks rejected: bad crc %llu, other job %llu, malformed %llu, dropped %llu; "
-		"duplicates %llu\n", (unsigned long long)sum.bad_crc, (unsigned long long)sum.other_job,
-		(unsigned long long)sum.malformed, (unsigned long long)sum.dropped,
-		(unsigned long long)sum.duplicates);
+	fprintf(stderr, "ranks rejected%s: bad crc %llu, bad mac %llu, other job %llu, malformed %llu, "
+		"dropped %llu; duplicates %llu, replayed %llu\n", g_keyfile[0] ? " (keyed)" : "",
+		(unsigned long long)sum.bad_crc, (unsigned long long)sum.bad_mac,
+		(unsigned long long)sum.other_job, (unsigned long long)sum.malformed,
+		(unsigned long long)sum.dropped, (unsigned long long)sum.duplicates,
+		(unsigned long long)sum.replayed);
 	CU_ASSERT(rate >= 10000);         /* the tool kept up its rate */
 	CU_ASSERT_EQUAL(kinds_sent, 6);   /* and sent every kind */
-	CU_ASSERT(sum.bad_crc > 0);       /* flipped bits reached gx and were caught by the seal */
-	CU_ASSERT(sum.other_job > 0);     /* sealed frames of another job were caught by the identity */
-	CU_ASSERT(sum.duplicates > 0);    /* replays were taken for what they are */
+	if (g_keyfile[0]) {
+		CU_ASSERT(sum.bad_mac > 0);   /* flipped bits and re-sealed frames: forgeries to the MAC */
+		CU_ASSERT_EQUAL(sum.bad_crc + sum.other_job, 0);   /* nothing unkeyed gets further */
+	} else {
+		CU_ASSERT(sum.bad_crc > 0);   /* flipped bits reached gx and were caught by the seal */
+		CU_ASSERT(sum.other_job > 0); /* sealed frames of another job were caught by the identity */
+	}
+	CU_ASSERT(sum.duplicates + sum.replayed > 0);   /* replays were taken for what they are */
 }
 
 static int hostile_suite_init(void)
 {
+	if (g_keyfile[0]) {               /* the shared secret of the keyed runs */
+		FILE *f = fopen(g_keyfile, "wb");
+		for (int i = 0; f && i < 32; i++)
+			fputc(i * 37 + 11, f);
+		if (!f || fclose(f))
+			return -1;
+	}
 	return dpdk_suite_init();
+}
+
+static int hostile_suite_clean(void)
+{
+	if (g_keyfile[0])
+		unlink(g_keyfile);
+	return dpdk_suite_clean();
 }
 
 /* test_allreduce                  schedules, udp on loopback, compressed paths
@@ -1245,11 +1276,17 @@ int main(int argc, char **argv)
 		CU_TEST_INFO_NULL,
 	};
 	static CU_SuiteInfo hostile_suites[] = {
-		{ "hostile", hostile_suite_init, dpdk_suite_clean, NULL, NULL, hostile },
+		{ "hostile", hostile_suite_init, hostile_suite_clean, NULL, NULL, hostile },
 		CU_SUITE_INFO_NULL,
 	};
-	if (argc > 1 && (!strcmp(argv[1], "hostile-udp") || !strcmp(argv[1], "hostile-dpdk"))) {
-		int dpdk = !strcmp(argv[1], "hostile-dpdk");
+	if (argc > 1 && !strncmp(argv[1], "hostile-", 8)) {
+		int dpdk = !strncmp(argv[1], "hostile-dpdk", 12);
+		if (strcmp(argv[1] + 8 + (dpdk ? 4 : 3), "") && strcmp(argv[1] + 8 + (dpdk ? 4 : 3), "-key")) {
+			fprintf(stderr, "usage: test_allreduce hostile-udp|hostile-dpdk[-key]\n");
+			return 2;
+		}
+		if (strstr(argv[1], "-key"))
+			snprintf(g_keyfile, sizeof(g_keyfile), "/tmp/gx-hostile-key.%d", (int)getpid());
 		if (dpdk && !GX_HAVE_DPDK)
 			gx_test_skip("this build has no DPDK backend (libdpdk-dev not found)");
 		gx_test_require_root("hostile traffic (namespaces, raw sockets)");
@@ -1261,7 +1298,7 @@ int main(int argc, char **argv)
 		return gx_test_main(hostile_suites);
 	}
 	if (argc > 1) {
-		fprintf(stderr, "usage: test_allreduce [dpdk-af-packet | hostile-udp | hostile-dpdk]\n");
+		fprintf(stderr, "usage: test_allreduce [dpdk-af-packet | hostile-udp[-key] | hostile-dpdk[-key]]\n");
 		return 2;
 	}
 	return gx_test_main(suites);

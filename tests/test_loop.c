@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gx_backend.h"
 #include "gx_collectives.h"
@@ -603,6 +604,86 @@ static void test_far_collective(void)
 	world_destroy(&w);
 }
 
+/* A key file of n bytes of `fill`; returns its path (static buffer per slot). */
+static const char *key_file(int slot, size_t n, uint8_t fill)
+{
+	static char path[2][64];
+	snprintf(path[slot], sizeof(path[slot]), "/tmp/gx-test-key.%d.%d", (int)getpid(), slot);
+	FILE *f = fopen(path[slot], "wb");
+	for (size_t i = 0; f && i < n; i++)
+		fputc((int)(fill + i), f);
+	if (f)
+		fclose(f);
+	return path[slot];
+}
+
+/* Keyed: exact under loss, duplication and reordering; duplicated control packets are taken as
+ * replays; a rank with another key is heard as forgeries only; bad key files are clear errors. */
+static void test_keyed(void)
+{
+	struct gx_transport_opts o = { .fault = { .drop = 0.03, .dup = 0.05, .reorder = 0.03, .seed = 21 } };
+	struct world w;
+	struct xchg x;
+	struct gx_peer_counters t;
+	gx_status_t st;
+
+	o.auth_key_file = key_file(0, 32, 7);
+	CU_ASSERT_EQUAL_FATAL(world_create(&w, 3, &o), GX_OK);
+	CU_ASSERT_EQUAL(gx_net_max_payload(w.net[0]), 1500 - 28 - 48 - 16);
+	CU_ASSERT_EQUAL(exchange(&w, 1500, &x), 0);
+	totals(&w, &t);
+	uint64_t replayed = 0, bad_mac = 0;
+	for (uint32_t r = 0; r < 3; r++) {
+		struct gx_peer_counters c;
+		gx_net_peer_counters(w.net[r], GX_PEER_ANY, &c);
+		replayed += c.replayed;
+		bad_mac += c.bad_mac;
+	}
+	CU_ASSERT(replayed > 0);          /* the duplicated ACKs and heartbeats */
+	CU_ASSERT_EQUAL(bad_mac, 0);
+	world_destroy(&w);
+
+	/* rank 1 has another key: what it sends is forged as far as rank 0 knows */
+	struct gx_net *n[2];
+	unsigned char blob[2][GX_ADDR_MAX];
+	size_t len[2];
+	job_seq++;
+	for (uint32_t r = 0; r < 2; r++) {
+		struct gx_transport_opts k = { .backend = "loop", .rank = r, .nranks = 2, .job_id = job_seq,
+					       .peer_timeout_ms = 300 };
+		k.auth_key_file = r ? key_file(1, 32, 8) : key_file(0, 32, 7);
+		CU_ASSERT_EQUAL_FATAL(gx_net_create(&k, &n[r]), GX_OK);
+		len[r] = GX_ADDR_MAX;
+		CU_ASSERT_EQUAL(gx_net_local_addr(n[r], blob[r], &len[r]), GX_OK);
+	}
+	CU_ASSERT_EQUAL(gx_net_connect(n[0], 1, blob[1], len[1]), GX_OK);
+	CU_ASSERT_EQUAL(gx_net_connect(n[1], 0, blob[0], len[0]), GX_OK);
+	CU_ASSERT_EQUAL(send_unpolled_to(n[1], 0, 10), 10);
+	uint64_t got = 0, t0 = gx_now_ns();
+	while (gx_now_ns() - t0 < 20000000ull)
+		CU_ASSERT_FATAL(gx_net_poll(n[0], count_msg, &got) >= 0);
+	struct gx_peer_counters c;
+	gx_net_peer_counters(n[0], 1, &c);
+	CU_ASSERT_EQUAL(got, 0);
+	CU_ASSERT(c.bad_mac >= 10);
+	gx_net_destroy(n[1]);
+	gx_net_destroy(n[0]);
+
+	/* key files that cannot be keys */
+	struct gx_transport_opts bad = { .backend = "loop", .rank = 0, .nranks = 1, .job_id = 9 };
+	struct gx_net *nb = NULL;
+	bad.auth_key_file = "/nonexistent/gx.key";
+	st = gx_net_create(&bad, &nb);
+	CU_ASSERT_EQUAL(st, GX_ERR_INVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "/nonexistent/gx.key"));
+	bad.auth_key_file = key_file(1, 5, 1);
+	st = gx_net_create(&bad, &nb);
+	CU_ASSERT_EQUAL(st, GX_ERR_INVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "at least 16"));
+	unlink(key_file(0, 0, 0));
+	unlink(key_file(1, 0, 0));
+}
+
 static void test_backend_errors(void)
 {
 	struct gx_transport_opts o = { .backend = "loop", .rank = 0, .nranks = 2, .job_id = 4 };
@@ -661,6 +742,7 @@ int main(void)
 		{ "a full receive ring drops; retransmission recovers", test_full_ring },
 		{ "packets of another job or an earlier start are counted, never delivered", test_identity },
 		{ "packets of a collective far ahead are dropped and counted, not stashed", test_far_collective },
+		{ "keyed: exact under faults, replays and forgeries counted, bad key files", test_keyed },
 		{ "loop settings, duplicate ranks, foreign addresses, registration", test_backend_errors },
 		CU_TEST_INFO_NULL,
 	};

@@ -1157,6 +1157,7 @@ static int inject_garbage(struct rank_ctx *x, uint32_t to)
 		case 6: h.src_rank = (uint16_t)to; break;            /* malformed: claims to be the receiver */
 		case 7: h.type = 99; break;                          /* malformed */
 		case 8: h.type = GX_PKT_ACK; h.len = 0; len[i] = sizeof(h);
+			h.psn = 0x40000000u;                        /* a newer control sequence number */
 			h.ack_psn = 0x40000000u; break;              /* malformed: acks what was never sent */
 		case 9: len[i] = 1; break;                           /* malformed: 1 byte */
 		case 10: h.job ^= 0x5a5a; break;                     /* other_job */

@@ -85,6 +85,7 @@ static const struct gx_option net_opts[] = {
 	{ "fault-reorder", GX_OPT_PROB, OFF(fault.reorder), "0", "fault injection: reorder probability", NULL },
 	{ "fault-delay-us", GX_OPT_U32, OFF(fault.delay_us), "0", "fault injection: added receive delay", NULL },
 	{ "fault-seed", GX_OPT_U64, OFF(fault.seed), "1", "fault injection: random seed", NULL },
+	{ "auth-key-file", GX_OPT_STR, OFF(auth_key_file), "", "a file of 16+ secret bytes, the same on every rank: every packet then carries a MAC (forged and replayed packets are dropped)", NULL },
 };
 
 const struct gx_option_table gx_net_option_table = {

@@ -49,6 +49,8 @@ struct gx_transport_opts {
 	struct gx_fault fault;
 	uint32_t first_psn;       /* sequence number of the first DATA packet each way (all ranks must
 				   * agree; tests start near 2^32 to cover wrap-around) */
+	const char *auth_key_file;/* keyed: every packet carries a MAC (BLAKE2b-128, libsodium) over header
+				   * and payload, with a key derived from this file (same file on every rank) */
 	/* The backend's own settings by name, e.g. {"udp-ip", "10.0.0.2"} or {"dpdk-eal", "..."}: each
 	 * backend declares its names, defaults and meanings; names of another backend are ignored.
 	 * Set them with gx_transport_opts_set(). */
@@ -88,6 +90,8 @@ struct gx_peer_counters {
 	uint32_t srtt_us, rto_us, inflight;
 	uint64_t fast_retransmits, heartbeats_sent, fault_dropped, fault_duplicated, fault_reordered;
 	uint64_t bad_crc, other_job, other_incarnation;
+	uint64_t bad_mac;         /* keyed: the MAC trailer does not hold (forged or corrupt) */
+	uint64_t replayed;        /* a control packet not newer than the last taken from that peer */
 };
 /* gx_net_peer_counters(n, GX_PEER_ANY, &c): totals over every peer plus the packets that could not
  * be attributed to a peer (truncated frames, foreign addresses, out-of-range src_rank). */

@@ -13,6 +13,7 @@
 
 #define GX_MAGIC 0x5867u         /* "gX" */
 #define GX_WIRE_VERSION 3
+#define GX_MAC_LEN 16             /* keyed (--auth-key-file): the MAC trailer after the payload */
 
 enum gx_pkt_type {
 	GX_PKT_DATA = 1,         /* reliable payload, delivered exactly once */

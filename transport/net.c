@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,6 +26,40 @@
 #include "net_internal.h"
 #include "transport_internal.h"
 
+
+/* Keyed (--auth-key-file): the key is BLAKE2b-256 of the file's contents, so any file of 16 bytes
+ * or more will do (e.g. head -c 32 /dev/urandom); every rank must read the same one. */
+static gx_status_t net_auth_setup(struct gx_net *n, const struct gx_transport_opts *o)
+{
+	const char *path = o->auth_key_file;
+	uint8_t buf[4096];
+	size_t got = 0, r;
+
+	if (!path || !*path)
+		return GX_OK;
+	if (sodium_init() < 0)
+		return gx_error(GX_ERR_IO, "net: libsodium could not start");
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return gx_error(GX_ERR_INVAL, "--auth-key-file %s: %s", path, strerror(errno));
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, NULL, 0, sizeof(n->key));
+	while ((r = fread(buf, 1, sizeof(buf), f)) > 0) {
+		crypto_generichash_update(&st, buf, r);
+		got += r;
+	}
+	fclose(f);
+	crypto_generichash_final(&st, n->key, sizeof(n->key));
+	sodium_memzero(buf, sizeof(buf));
+	if (got < 16)
+		return gx_error(GX_ERR_INVAL, "--auth-key-file %s holds %zu bytes: a key needs at least 16 "
+				"(e.g. head -c 32 /dev/urandom > FILE, the same file on every rank)", path, got);
+	n->auth = true;
+	n->trailer = GX_MAC_LEN;
+	if (n->max_msg < sizeof(struct gx_hdr) + GX_MAC_LEN + 8)
+		return gx_error(GX_ERR_INVAL, "net: datagrams of %u bytes leave no room for the MAC", n->max_msg);
+	return GX_OK;
+}
 
 gx_status_t gx_net_create(const struct gx_transport_opts *opts, struct gx_net **out)
 {
@@ -68,10 +103,13 @@ gx_status_t gx_net_create(const struct gx_transport_opts *opts, struct gx_net **
 	while (n->window < w)
 		n->window <<= 1;
 	n->wmask = n->window - 1;
-	n->max_sack_words = (n->max_msg - (uint32_t)sizeof(struct gx_hdr)) / 8;
+	if ((st = net_auth_setup(n, o)) < 0)
+		goto fail;
+	st = GX_ERR_NOMEM;
+	n->max_sack_words = (n->max_msg - (uint32_t)sizeof(struct gx_hdr) - n->trailer) / 8;
 	if (n->max_sack_words > n->window / 64)
 		n->max_sack_words = n->window / 64;
-	n->ctrl_bytes = (uint32_t)sizeof(struct gx_hdr) + 8 * n->max_sack_words;
+	n->ctrl_bytes = (uint32_t)sizeof(struct gx_hdr) + 8 * n->max_sack_words + n->trailer;
 	n->peer = calloc(n->nranks, sizeof(*n->peer));
 	n->conn = calloc(n->nranks, sizeof(*n->conn));
 	n->ack_list = calloc(n->nranks, sizeof(*n->ack_list));
@@ -147,7 +185,7 @@ gx_status_t gx_net_connect(struct gx_net *n, uint32_t peer, const void *blob, si
 
 uint32_t gx_net_max_payload(const struct gx_net *n)
 {
-	return n->max_msg - (uint32_t)sizeof(struct gx_hdr);
+	return n->max_msg - (uint32_t)sizeof(struct gx_hdr) - n->trailer;
 }
 
 uint32_t gx_net_rank(const struct gx_net *n)
@@ -315,8 +353,9 @@ gx_status_t gx_net_commit(struct gx_net *n, uint32_t peer, const struct gx_desc 
 	if (inflight_after == n->window / 2 || inflight_after == n->window || credit_after == 16 ||
 	    credit_after == 0)
 		h->flags |= GX_F_ACK_REQ;
-	s->len = (uint32_t)sizeof(*h) + len;
-	s->pcrc = gx_crc32c(h + 1, len, 0);      /* while the payload is warm; the header's at departure */
+	s->len = (uint32_t)sizeof(*h) + len + n->trailer;
+	/* the payload's CRC while it is warm; the header's at departure (keyed: the MAC, then) */
+	s->pcrc = n->auth ? 0 : gx_crc32c(h + 1, len, 0);
 	s->nsent = 0;
 	s->sacked = 0;
 	s->fast = 0;
@@ -366,11 +405,18 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 	}
 	/* Whole: the length the header claims is the datagram's, and the seal (CRC32C over the payload
 	 * and the header) holds.  Nothing of the packet is believed before this. */
-	if (len < sizeof(*h) || sizeof(*h) + h->len != len) {
+	if (len < sizeof(*h) || sizeof(*h) + h->len + n->trailer != len) {
 		bad_counters(n, bpeer)->malformed++;
 		return GX_OK;
 	}
-	if (gx_hdr_crc(h, gx_crc32c(h + 1, h->len, 0)) != h->crc) {
+	if (n->auth) {
+		uint8_t tag[GX_MAC_LEN];
+		crypto_generichash(tag, sizeof(tag), d, sizeof(*h) + h->len, n->key, sizeof(n->key));
+		if (crypto_verify_16(tag, d + sizeof(*h) + h->len) != 0) {
+			bad_counters(n, bpeer)->bad_mac++;
+			return GX_OK;
+		}
+	} else if (gx_hdr_crc(h, gx_crc32c(h + 1, h->len, 0)) != h->crc) {
 		bad_counters(n, bpeer)->bad_crc++;
 		return GX_OK;
 	}
@@ -408,6 +454,15 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 	if (psn_diff(h->ack_psn, p->next_psn) > 0 || (h->type == GX_PKT_ACK && (h->len & 7))) {
 		p->c.malformed++;
 		return GX_OK;
+	}
+	/* A control packet older than the newest taken from this peer is a replay (or a late one, whose
+	 * news the newer one carried).  Taken only once the packet passed every check. */
+	if (h->type != GX_PKT_DATA) {
+		if (psn_diff(h->psn, p->ctrl_seen) <= 0) {
+			p->c.replayed++;
+			return GX_OK;
+		}
+		p->ctrl_seen = h->psn;
 	}
 	p->last_rx_tsc = now;
 	net_ack_cumulative(n, p, h->ack_psn, h->type == GX_PKT_ACK && (h->flags & GX_F_ECHO_ORIG), now);
@@ -603,6 +658,8 @@ static void add_counters(struct gx_peer_counters *t, const struct gx_peer_counte
 	t->bad_crc += c->bad_crc;
 	t->other_job += c->other_job;
 	t->other_incarnation += c->other_incarnation;
+	t->bad_mac += c->bad_mac;
+	t->replayed += c->replayed;
 }
 
 void gx_net_peer_counters(const struct gx_net *n, uint32_t peer, struct gx_peer_counters *c)

@@ -15,6 +15,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <sodium.h>
+
 #include "gx_backend.h"
 #include "gx_rng.h"
 #include "gx_time.h"
@@ -76,6 +78,7 @@ struct peer {
 	/* receive side */
 	uint32_t rcv_nxt, rx_hi, rx_since_ack;
 	uint64_t *rx_bits;              /* window bits, indexed by psn & (window-1) */
+	uint32_t ctrl_seen;             /* newest control sequence number taken from this peer */
 	struct gx_peer_counters c;
 };
 
@@ -91,6 +94,10 @@ struct gx_net {
 	uint32_t rank, nranks;
 	uint64_t job;                   /* identity stamped on and required of every packet */
 	uint32_t incarnation;
+	bool auth;                      /* keyed: a MAC trailer instead of the CRC seal */
+	uint32_t trailer;               /* bytes after the payload: GX_MAC_LEN when keyed, else 0 */
+	uint8_t key[crypto_generichash_KEYBYTES];
+	uint32_t ctrl_seq;              /* control packets sent (their psn), against replays */
 	uint32_t window, wmask, max_msg, max_sack_words;
 	uint32_t ctrl_bytes;
 	struct peer *peer;
@@ -189,15 +196,30 @@ uint8_t *net_ctrl_alloc(struct gx_net *n, uint64_t now);
 void net_send_ack(struct gx_net *n, uint32_t peer, uint64_t now);
 void net_send_ctrl(struct gx_net *n, uint32_t peer, uint8_t type, uint8_t flags, uint64_t now);
 
-static inline void hdr_init(const struct gx_net *n, struct gx_hdr *h, uint8_t type)
+static inline void hdr_init(struct gx_net *n, struct gx_hdr *h, uint8_t type)
 {
 	memset(h, 0, sizeof(*h));
+	h->psn = ++n->ctrl_seq;             /* a control packet's psn only ever grows: replays show */
 	h->magic = GX_MAGIC;
 	h->version = GX_WIRE_VERSION;
 	h->type = type;
 	h->src_rank = (uint16_t)n->rank;
 	h->job = n->job;
 	h->incarnation = n->incarnation;
+}
+
+/* The seal of a packet whose header and h->len payload bytes are contiguous at h: keyed, a
+ * BLAKE2b-128 MAC (libsodium) over both, written after the payload (crc 0); else the CRC32C seal,
+ * continuing from pcrc, the payload's CRC. */
+static inline void net_seal(const struct gx_net *n, struct gx_hdr *h, uint32_t pcrc)
+{
+	if (n->auth) {
+		h->crc = 0;
+		crypto_generichash((uint8_t *)(h + 1) + h->len, GX_MAC_LEN, (const uint8_t *)h,
+				   sizeof(*h) + h->len, n->key, sizeof(n->key));
+	} else {
+		h->crc = gx_hdr_crc(h, pcrc);
+	}
 }
 
 /* ---- net_liveness.c ---- */

@@ -7,10 +7,10 @@
 
 /* Stamp the fields only known at departure (ack_psn; for ACKs the whole packet is built at once)
  * and seal the packet: the payload's CRC was taken at commit, the header's is added now. */
-static inline void stamp_data(struct peer *p, struct gx_hdr *h, uint32_t pcrc, uint64_t now)
+static inline void stamp_data(const struct gx_net *n, struct peer *p, struct gx_hdr *h, uint32_t pcrc, uint64_t now)
 {
 	h->ack_psn = p->rcv_nxt;
-	h->crc = gx_hdr_crc(h, pcrc);
+	net_seal(n, h, pcrc);
 	if (p->ack_pending && !p->need_sack && !p->ack_now) {
 		p->ack_pending = 0;             /* the cumulative ACK rides on this packet */
 		p->ack_orig = 0;
@@ -45,7 +45,7 @@ void net_tx_flush(struct gx_net *n, uint64_t now)
 				}
 				x.data = slot_buf(n, p, e->psn);
 				x.len = p->slot[i].len;
-				stamp_data(p, (struct gx_hdr *)x.data, p->slot[i].pcrc, now);
+				stamp_data(n, p, (struct gx_hdr *)x.data, p->slot[i].pcrc, now);
 				if (!p->slot[i].nsent)
 					p->slot[i].first_tsc = now;
 				p->slot[i].sent_tsc = now;
@@ -128,8 +128,8 @@ void net_send_ack(struct gx_net *n, uint32_t peer, uint64_t now)
 	p->ack_pending = p->ack_now = p->need_sack = p->ack_orig = 0;
 	p->rx_since_ack = 0;
 	p->c.acks_sent++;
-	gx_hdr_seal(h, h + 1);
-	txq_push(n, peer, 0, b, (uint32_t)sizeof(*h) + 8 * words, TXQ_CTRL);
+	net_seal(n, h, gx_crc32c(h + 1, h->len, 0));
+	txq_push(n, peer, 0, b, (uint32_t)sizeof(*h) + 8 * words + n->trailer, TXQ_CTRL);
 }
 
 void net_send_ctrl(struct gx_net *n, uint32_t peer, uint8_t type, uint8_t flags, uint64_t now)
@@ -142,6 +142,6 @@ void net_send_ctrl(struct gx_net *n, uint32_t peer, uint8_t type, uint8_t flags,
 	hdr_init(n, h, type);
 	h->flags = flags;
 	h->ack_psn = n->peer[peer].rcv_nxt;
-	gx_hdr_seal(h, h + 1);
-	txq_push(n, peer, 0, b, sizeof(*h), TXQ_CTRL);
+	net_seal(n, h, 0);
+	txq_push(n, peer, 0, b, (uint32_t)sizeof(*h) + n->trailer, TXQ_CTRL);
 }
