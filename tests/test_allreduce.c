@@ -320,7 +320,7 @@ static void tr_opts(struct gx_transport_opts *o, uint32_t rank, uint32_t n)
 	if (g_keyfile[0])
 		o->auth_key_file = g_keyfile;
 	if (g_udp_ns) {                   /* the host's own address on the test network */
-		static char ip[16];
+		static char ip[24];
 		snprintf(ip, sizeof(ip), "10.77.0.%u", rank + 1);
 		o->backend = "udp";
 		gx_transport_opts_set(o, "udp-ip", ip);
