@@ -464,7 +464,10 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 		}
 		p->ctrl_seen = h->psn;
 	}
-	p->last_rx_tsc = now;
+	/* A sign of life, unless it is DATA we already had: a replay must not keep a dead peer alive
+	 * (a live one whose ACKs we lost still sends heartbeats). */
+	if (h->type != GX_PKT_DATA || psn_diff(h->psn, p->rcv_nxt) >= 0)
+		p->last_rx_tsc = now;
 	net_ack_cumulative(n, p, h->ack_psn, h->type == GX_PKT_ACK && (h->flags & GX_F_ECHO_ORIG), now);
 	/* Every receiver can take WINDOW_MIN packets beyond what it acknowledged, so any ack_psn
 	 * (piggybacked too) grants that much: a lost credit-carrying ACK cannot stall the sender. */
