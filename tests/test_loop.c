@@ -684,6 +684,53 @@ static void test_keyed(void)
 	unlink(key_file(1, 0, 0));
 }
 
+/* A replayed DATA packet (one rank 0 already has) is a duplicate, and no sign of life: with rank 1
+ * silent but for replays of its old packet, rank 0 still names it within the timeout. */
+static void test_replay_no_liveness(void)
+{
+	struct gx_transport_opts o = { .peer_timeout_ms = 300 };
+	struct world w;
+	uint64_t got = 0;
+
+	CU_ASSERT_EQUAL_FATAL(world_create(&w, 2, &o), GX_OK);
+	CU_ASSERT_EQUAL(send_unpolled_to(w.net[1], 0, 1), 1);
+	uint64_t t0 = gx_now_ns();
+	while (got < 1 && gx_now_ns() - t0 < 1000000000ull)
+		CU_ASSERT_FATAL(gx_net_poll(w.net[0], count_msg, &got) >= 0);
+	CU_ASSERT_EQUAL_FATAL(got, 1);
+	/* the packet rank 0 took, as rank 1 sent it: psn 0, sealed */
+	struct gx_hdr h = { .magic = GX_MAGIC, .version = GX_WIRE_VERSION, .type = GX_PKT_DATA, .src_rank = 1,
+			    .len = 8, .psn = 0, .coll_id = COLL, .aux = 8 };
+	gx_net_identity(w.net[1], &h.job, &h.incarnation);
+	uint8_t frame[sizeof(h) + 8];
+	memset(frame + sizeof(h), 0x5a, 8);
+	gx_hdr_seal(&h, frame + sizeof(h));
+	memcpy(frame, &h, sizeof(h));
+	struct gx_backend *b1 = gx_net_backend(w.net[1]);
+	int r = 0;
+	t0 = gx_now_ns();
+	uint64_t last_replay = 0;
+	while (gx_now_ns() - t0 < 3000000000ull) {
+		if (gx_now_ns() - last_replay > 1000000ull) {     /* a replay every millisecond */
+			struct gx_msg m = { .peer = 0, .len = sizeof(frame), .data = frame };
+			b1->ops->tx_burst(b1, &m, 1);
+			last_replay = gx_now_ns();
+		}
+		if ((r = gx_net_poll(w.net[0], count_msg, &got)) < 0)
+			break;
+		if ((r = gx_net_check_peer(w.net[0], 1, t0)) < 0)
+			break;
+	}
+	double ms = (double)(gx_now_ns() - t0) / 1e6;
+	struct gx_peer_counters c;
+	gx_net_peer_counters(w.net[0], 1, &c);
+	CU_ASSERT_EQUAL(r, GX_ERR_PEER);
+	CU_ASSERT(ms < 1500);
+	CU_ASSERT(c.duplicates >= 100);
+	CU_ASSERT_EQUAL(got, 1);
+	world_destroy(&w);
+}
+
 static void test_backend_errors(void)
 {
 	struct gx_transport_opts o = { .backend = "loop", .rank = 0, .nranks = 2, .job_id = 4 };
@@ -743,6 +790,7 @@ int main(void)
 		{ "packets of another job or an earlier start are counted, never delivered", test_identity },
 		{ "packets of a collective far ahead are dropped and counted, not stashed", test_far_collective },
 		{ "keyed: exact under faults, replays and forgeries counted, bad key files", test_keyed },
+		{ "replayed DATA is a duplicate and no sign of life", test_replay_no_liveness },
 		{ "loop settings, duplicate ranks, foreign addresses, registration", test_backend_errors },
 		CU_TEST_INFO_NULL,
 	};
