@@ -118,8 +118,7 @@ int bench_allreduce_main(int argc, char **argv)
 	gx_status_t st;
 
 	memset(&B, 0, sizeof(B));
-	gx_comm_opts_default(&co);
-	if (gx_config_parse(&argc, argv, &co) < 0) {
+	if (gx_comm_opts_default(&co) < 0 || gx_config_parse(&argc, argv, &co) < 0) {
 		fprintf(stderr, "gx-bench allreduce: %s\n", gx_last_error());
 		return 2;
 	}

@@ -547,8 +547,7 @@ static int net_main(int argc, char **argv, bool stream)
 	B.factor = 2.0;
 	B.seconds = 1.0;
 	B.stream = stream;
-	gx_comm_opts_default(&co);
-	if (gx_config_parse(&argc, argv, &co) < 0) {
+	if (gx_comm_opts_default(&co) < 0 || gx_config_parse(&argc, argv, &co) < 0) {
 		fprintf(stderr, "gx-bench %s: %s\n", mode, gx_last_error());
 		return 2;
 	}

@@ -109,8 +109,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		}
-	gx_comm_opts_default(&o);
-	if (gx_config_parse(&argc, argv, &o) < 0) {
+	if (gx_comm_opts_default(&o) < 0 || gx_config_parse(&argc, argv, &o) < 0) {
 		fprintf(stderr, "gx-info: %s\n", gx_last_error());
 		return 2;
 	}

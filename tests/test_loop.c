@@ -669,7 +669,10 @@ static void test_keyed(void)
 	gx_net_destroy(n[1]);
 	gx_net_destroy(n[0]);
 
-	/* key files that cannot be keys */
+	/* key files that cannot be keys: unreadable ones are bad settings at once */
+	struct gx_transport_opts set = { 0 };
+	CU_ASSERT_EQUAL(gx_transport_opts_set(&set, "auth-key-file", "/nonexistent/gx.key"), GX_ERR_INVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "cannot read '/nonexistent/gx.key'"));
 	struct gx_transport_opts bad = { .backend = "loop", .rank = 0, .nranks = 1, .job_id = 9 };
 	struct gx_net *nb = NULL;
 	bad.auth_key_file = "/nonexistent/gx.key";

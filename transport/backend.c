@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include "gx_backend.h"
 #include "gx_build_config.h"
@@ -147,6 +149,9 @@ gx_status_t gx_transport_set(struct gx_transport_opts *o, const char *name, size
 			snprintf(why, sizeof(why), "%s", gx_last_error());
 			return gx_error(GX_ERR_INVAL, "%s: %s", origin, why);
 		}
+		/* a key file that cannot be read is a bad flag too, caught before anything starts */
+		if (e->offset == OFF(auth_key_file) && value && *value && access(value, R_OK) != 0)
+			return gx_error(GX_ERR_INVAL, "%s: cannot read '%s': %s", origin, value, strerror(errno));
 		return gx_option_set(e, o, value, origin);
 	}
 	if (!(e = backend_option(name, len, &t)))
