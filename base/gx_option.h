@@ -30,6 +30,9 @@ struct gx_option {
 	const char *def;          /* default, parsed like any value */
 	const char *doc;
 	const char *choices;      /* GX_OPT_ENUM: comma-separated names */
+	/* More than the type can say (may be NULL): GX_OK, or an error whose message names `origin`.
+	 * Run on every value set, whichever way it comes (flag, variable, program). */
+	gx_status_t (*check)(const char *value, const char *origin);
 };
 
 /* One owner's table.  settings_size: the size of the struct the offsets point into. */

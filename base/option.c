@@ -30,8 +30,12 @@ gx_status_t gx_option_set(const struct gx_option *o, void *settings, const char 
 	double d;
 	int i;
 
+	gx_status_t st;
+
 	if (!v)
 		v = o->def;
+	if (o->check && (st = o->check(v, origin)) < 0)
+		return st;
 	errno = 0;
 	switch (o->type) {
 	case GX_OPT_STR:

@@ -21,7 +21,7 @@ struct simd_setting {
 
 static const struct gx_option compress_opts[] = {
 	{ "simd", GX_OPT_ENUM, offsetof(struct simd_setting, simd), "auto",
-	  "codec kernels: auto (the best this CPU has), scalar, avx2, avx512", "auto,scalar,avx2,avx512" },
+	  "codec kernels: auto (the best this CPU has), scalar, avx2, avx512", "auto,scalar,avx2,avx512", NULL },
 };
 
 const struct gx_option_table gx_compress_option_table = {

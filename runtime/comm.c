@@ -19,6 +19,7 @@
 #include <sys/random.h>
 
 #include "comm_internal.h"
+#include "transport_internal.h"
 #include "gx_time.h"
 #include "gx_topology.h"
 
@@ -267,12 +268,15 @@ out:
 	return st;
 }
 
-/* Keep our own copy of a caller's string (freed at destroy). */
-static const char *keep(struct gx_comm *c, const char *s)
+/* Replace *s, a caller's string, by our own copy (freed at destroy); NULL stays NULL.  0 or -1. */
+static int keep(struct gx_comm *c, const char **s)
 {
-	if (!s || c->nstrs == sizeof(c->strs) / sizeof(c->strs[0]))
-		return s ? NULL : "";
-	return c->strs[c->nstrs++] = strdup(s);
+	if (!*s)
+		return 0;
+	if (c->nstrs == sizeof(c->strs) / sizeof(c->strs[0]) || !(c->strs[c->nstrs] = strdup(*s)))
+		return -1;
+	*s = c->strs[c->nstrs++];
+	return 0;
 }
 
 gx_status_t gx_comm_create(const struct gx_comm_opts *o, struct gx_comm **out)
@@ -285,13 +289,13 @@ gx_status_t gx_comm_create(const struct gx_comm_opts *o, struct gx_comm **out)
 	if (!c)
 		return gx_error(GX_ERR_NOMEM, "gx_comm_create: out of memory");
 	c->opts = *o;
-	gx_option_fill_unset(&gx_comm_option_table, &c->opts);   /* 0 / NULL: the table's default */
+	gx_option_fill_unset(&gx_comm_option_table, &c->opts);   /* 0 / NULL: the tables' defaults */
+	gx_transport_opts_fill(&c->opts.tr);
 	c->engine_core = -1;
-	c->opts.tr.backend = keep(c, *c->opts.tr.backend ? c->opts.tr.backend : "udp");
-	c->opts.store = keep(c, c->opts.store);
-	int ok = c->opts.tr.backend && c->opts.store;
-	for (uint32_t i = 0; i < o->tr.nsettings && i < GX_SETTINGS_MAX; i++)
-		ok &= (c->opts.tr.settings[i].value = keep(c, o->tr.settings[i].value)) != NULL;
+	int ok = keep(c, &c->opts.tr.backend) == 0 && keep(c, &c->opts.store) == 0 &&
+		 keep(c, &c->opts.tr.auth_key_file) == 0;
+	for (uint32_t i = 0; i < c->opts.tr.nsettings && i < GX_SETTINGS_MAX; i++)
+		ok &= keep(c, &c->opts.tr.settings[i].value) == 0;
 	if (!ok) {
 		st = gx_error(GX_ERR_NOMEM, "gx_comm_create: out of memory");
 		goto fail;

@@ -24,7 +24,7 @@ struct gx_comm {
 	void *coll_state;             /* owned by collectives/ */
 	void (*coll_free)(void *);
 	int (*_Atomic idle_poll)(struct gx_comm *c);   /* set by collectives/, read by the engine */
-	char *strs[4 + GX_SETTINGS_MAX];  /* strdup'ed option strings, freed at destroy */
+	char *strs[3 + GX_SETTINGS_MAX];  /* strdup'ed option strings, freed at destroy */
 	uint32_t nstrs;
 };
 

@@ -13,15 +13,15 @@
 #define OFF(f) offsetof(struct gx_comm_opts, f)
 
 static const struct gx_option comm_opts[] = {
-	{ "rank", GX_OPT_INT, OFF(rank), "-1", "this process's rank (-1: GX_RANK, Slurm, Open MPI, PMI)", NULL },
-	{ "size", GX_OPT_INT, OFF(size), "-1", "number of ranks (-1: GX_SIZE, Slurm, Open MPI, PMI)", NULL },
-	{ "store", GX_OPT_STR, OFF(store), "127.0.0.1:29500", "rendezvous TCP store host:port", NULL },
-	{ "store-serve", GX_OPT_INT, OFF(store_serve), "-1", "1: this process serves the store; 0: a gx-store does; -1: rank 0 serves", NULL },
-	{ "store-external", GX_OPT_ENUM, OFF(store_external), "0", "1: a gx-store serves the store (rank 0 does not, unless --store-serve=1)", "0,1" },
-	{ "store-timeout-ms", GX_OPT_U32, OFF(store_timeout_ms), "30000", "hard limit on the rendezvous", NULL },
-	{ "progress", GX_OPT_ENUM, OFF(progress), "app", "app (caller's thread) or thread (pinned engine thread)", "app,thread" },
-	{ "core", GX_OPT_INT, OFF(core), "-1", "core for the engine thread; -1 = chosen with hwloc", NULL },
-	{ "job-id", GX_OPT_U32, OFF(tr.job_id), "0", "job id stamped on every packet; others' packets are dropped (0: SLURM_JOB_ID, else 0)", NULL },
+	{ "rank", GX_OPT_INT, OFF(rank), "-1", "this process's rank (-1: GX_RANK, Slurm, Open MPI, PMI)", NULL, NULL },
+	{ "size", GX_OPT_INT, OFF(size), "-1", "number of ranks (-1: GX_SIZE, Slurm, Open MPI, PMI)", NULL, NULL },
+	{ "store", GX_OPT_STR, OFF(store), "127.0.0.1:29500", "rendezvous TCP store host:port", NULL, NULL },
+	{ "store-serve", GX_OPT_INT, OFF(store_serve), "-1", "1: this process serves the store; 0: a gx-store does; -1: rank 0 serves", NULL, NULL },
+	{ "store-external", GX_OPT_ENUM, OFF(store_external), "0", "1: a gx-store serves the store (rank 0 does not, unless --store-serve=1)", "0,1", NULL },
+	{ "store-timeout-ms", GX_OPT_U32, OFF(store_timeout_ms), "30000", "hard limit on the rendezvous", NULL, NULL },
+	{ "progress", GX_OPT_ENUM, OFF(progress), "app", "app (caller's thread) or thread (pinned engine thread)", "app,thread", NULL },
+	{ "core", GX_OPT_INT, OFF(core), "-1", "core for the engine thread; -1 = chosen with hwloc", NULL, NULL },
+	{ "job-id", GX_OPT_U32, OFF(tr.job_id), "0", "job id stamped on every packet; others' packets are dropped (0: SLURM_JOB_ID, else 0)", NULL, NULL },
 };
 
 const struct gx_option_table gx_comm_option_table = {

@@ -78,12 +78,17 @@ struct opts {
 	double p;
 };
 
+static gx_status_t not_bad(const char *v, const char *origin)
+{
+	return strcmp(v, "bad") ? GX_OK : gx_error(GX_ERR_INVAL, "%s: 'bad' is not a name", origin);
+}
+
 static const struct gx_option opt_list[] = {
-	{ "name", GX_OPT_STR, offsetof(struct opts, name), "x", "a name", NULL },
-	{ "n", GX_OPT_U32, offsetof(struct opts, n), "7", "a count", NULL },
-	{ "port", GX_OPT_U16, offsetof(struct opts, port), "0", "a port", NULL },
-	{ "mode", GX_OPT_ENUM, offsetof(struct opts, mode), "b", "a mode", "a,b,c" },
-	{ "p", GX_OPT_PROB, offsetof(struct opts, p), "0.5", "a probability", NULL },
+	{ "name", GX_OPT_STR, offsetof(struct opts, name), "x", "a name", NULL, not_bad },
+	{ "n", GX_OPT_U32, offsetof(struct opts, n), "7", "a count", NULL, NULL },
+	{ "port", GX_OPT_U16, offsetof(struct opts, port), "0", "a port", NULL, NULL },
+	{ "mode", GX_OPT_ENUM, offsetof(struct opts, mode), "b", "a mode", "a,b,c", NULL },
+	{ "p", GX_OPT_PROB, offsetof(struct opts, p), "0.5", "a probability", NULL, NULL },
 };
 static const struct gx_option_table opt_table = { "test", opt_list, 5, sizeof(struct opts) };
 
@@ -111,6 +116,13 @@ static void test_options(void)
 	CU_ASSERT_EQUAL(gx_option_set(gx_option_find(&opt_table, "n", (size_t)-1), &o, NULL, "--n"), GX_OK);
 	CU_ASSERT_EQUAL(o.n, 7);                       /* NULL: the default */
 	CU_ASSERT_PTR_NULL(gx_option_find(&opt_table, "nope", (size_t)-1));
+	/* an entry's own check runs on every value and keeps the old one on failure */
+	e = gx_option_find(&opt_table, "name", (size_t)-1);
+	CU_ASSERT_EQUAL(gx_option_set(e, &o, "bad", "GX_NAME"), GX_ERR_INVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "GX_NAME: 'bad' is not a name"));
+	CU_ASSERT_STRING_EQUAL(o.name, "x");
+	CU_ASSERT_EQUAL(gx_option_set(e, &o, "good", "GX_NAME"), GX_OK);
+	CU_ASSERT_STRING_EQUAL(o.name, "good");
 	/* zero fields take their defaults, set ones stay */
 	memset(&o, 0, sizeof(o));
 	o.port = 5;

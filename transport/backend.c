@@ -76,18 +76,38 @@ gx_status_t gx_backend_find(const char *name, const struct gx_backend_ops **out)
 
 #define OFF(f) offsetof(struct gx_transport_opts, f)
 
+/* An unknown transport is a bad flag (exit 2), not a failure at create time. */
+static gx_status_t check_backend(const char *v, const char *origin)
+{
+	const struct gx_backend_ops *ops;
+	char why[400];
+
+	if (gx_backend_find(v, &ops) == GX_OK)
+		return GX_OK;
+	snprintf(why, sizeof(why), "%s", gx_last_error());
+	return gx_error(GX_ERR_INVAL, "%s: %s", origin, why);
+}
+
+/* A key file that cannot be read is a bad flag too, caught before anything starts. */
+static gx_status_t check_readable(const char *v, const char *origin)
+{
+	if (*v && access(v, R_OK) != 0)
+		return gx_error(GX_ERR_INVAL, "%s: cannot read '%s': %s", origin, v, strerror(errno));
+	return GX_OK;
+}
+
 static const struct gx_option net_opts[] = {
-	{ "transport", GX_OPT_STR, OFF(backend), "udp", "transport backend (see the list below)", NULL },
-	{ "mtu", GX_OPT_U32, OFF(mtu), "1500", "link MTU in bytes (9000 for jumbo frames)", NULL },
-	{ "window", GX_OPT_U32, OFF(window), "256", "packets in flight per peer", NULL },
-	{ "peer-timeout-ms", GX_OPT_U32, OFF(peer_timeout_ms), "10000", "a peer silent this long is reported dead", NULL },
-	{ "rto-min-us", GX_OPT_U32, OFF(rto_min_us), "200", "retransmission timeout floor", NULL },
-	{ "fault-drop", GX_OPT_PROB, OFF(fault.drop), "0", "fault injection: drop probability", NULL },
-	{ "fault-dup", GX_OPT_PROB, OFF(fault.dup), "0", "fault injection: duplicate probability", NULL },
-	{ "fault-reorder", GX_OPT_PROB, OFF(fault.reorder), "0", "fault injection: reorder probability", NULL },
-	{ "fault-delay-us", GX_OPT_U32, OFF(fault.delay_us), "0", "fault injection: added receive delay", NULL },
-	{ "fault-seed", GX_OPT_U64, OFF(fault.seed), "1", "fault injection: random seed", NULL },
-	{ "auth-key-file", GX_OPT_STR, OFF(auth_key_file), "", "a file of 16+ secret bytes, the same on every rank: every packet then carries a MAC (forged and replayed packets are dropped)", NULL },
+	{ "transport", GX_OPT_STR, OFF(backend), "udp", "transport backend (see the list below)", NULL, check_backend },
+	{ "mtu", GX_OPT_U32, OFF(mtu), "1500", "link MTU in bytes (9000 for jumbo frames)", NULL, NULL },
+	{ "window", GX_OPT_U32, OFF(window), "256", "packets in flight per peer", NULL, NULL },
+	{ "peer-timeout-ms", GX_OPT_U32, OFF(peer_timeout_ms), "10000", "a peer silent this long is reported dead", NULL, NULL },
+	{ "rto-min-us", GX_OPT_U32, OFF(rto_min_us), "200", "retransmission timeout floor", NULL, NULL },
+	{ "fault-drop", GX_OPT_PROB, OFF(fault.drop), "0", "fault injection: drop probability", NULL, NULL },
+	{ "fault-dup", GX_OPT_PROB, OFF(fault.dup), "0", "fault injection: duplicate probability", NULL, NULL },
+	{ "fault-reorder", GX_OPT_PROB, OFF(fault.reorder), "0", "fault injection: reorder probability", NULL, NULL },
+	{ "fault-delay-us", GX_OPT_U32, OFF(fault.delay_us), "0", "fault injection: added receive delay", NULL, NULL },
+	{ "fault-seed", GX_OPT_U64, OFF(fault.seed), "1", "fault injection: random seed", NULL, NULL },
+	{ "auth-key-file", GX_OPT_STR, OFF(auth_key_file), "", "a file of 16+ secret bytes, the same on every rank: every packet then carries a MAC (forged and replayed packets are dropped)", NULL, check_readable },
 };
 
 const struct gx_option_table gx_net_option_table = {
@@ -133,7 +153,6 @@ gx_status_t gx_transport_set(struct gx_transport_opts *o, const char *name, size
 {
 	const struct gx_option_table *t;
 	const struct gx_option *e;
-	const struct gx_backend_ops *ops;
 	char flag[64];
 	gx_status_t st;
 
@@ -143,17 +162,8 @@ gx_status_t gx_transport_set(struct gx_transport_opts *o, const char *name, size
 		snprintf(flag, sizeof(flag), "--%.*s", (int)len, name);
 		origin = flag;
 	}
-	if ((e = gx_option_find(&gx_net_option_table, name, len))) {
-		if (e->offset == OFF(backend) && (st = gx_backend_find(value, &ops)) < 0) {
-			char why[400];
-			snprintf(why, sizeof(why), "%s", gx_last_error());
-			return gx_error(GX_ERR_INVAL, "%s: %s", origin, why);
-		}
-		/* a key file that cannot be read is a bad flag too, caught before anything starts */
-		if (e->offset == OFF(auth_key_file) && value && *value && access(value, R_OK) != 0)
-			return gx_error(GX_ERR_INVAL, "%s: cannot read '%s': %s", origin, value, strerror(errno));
+	if ((e = gx_option_find(&gx_net_option_table, name, len)))
 		return gx_option_set(e, o, value, origin);
-	}
 	if (!(e = backend_option(name, len, &t)))
 		return gx_error(GX_ERR_INVAL, "%s: no transport has this setting", origin);
 	/* check the value now (a bad flag exits 2 at start-up), keep the string for the backend */

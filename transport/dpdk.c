@@ -570,13 +570,13 @@ struct dp_settings {
 
 static const struct gx_option dp_opts[] = {
 	{ "dpdk-eal", GX_OPT_STR, offsetof(struct dp_settings, eal), "",
-	  "dpdk: EAL arguments, space separated (e.g. \"--no-huge --no-shconf --vdev=net_memif0\")", NULL },
+	  "dpdk: EAL arguments, space separated (e.g. \"--no-huge --no-shconf --vdev=net_memif0\")", NULL, NULL },
 	{ "dpdk-port", GX_OPT_STR, offsetof(struct dp_settings, port), "",
-	  "dpdk: port by PCI address or device name (empty: the first free port)", NULL },
+	  "dpdk: port by PCI address or device name (empty: the first free port)", NULL, NULL },
 	{ "dpdk-ip", GX_OPT_STR, offsetof(struct dp_settings, ip), "",
-	  "dpdk: source IPv4 address (empty: 10.0.0.<rank+1>)", NULL },
+	  "dpdk: source IPv4 address (empty: 10.0.0.<rank+1>)", NULL, NULL },
 	{ "udp-port", GX_OPT_U16, offsetof(struct dp_settings, udp_port), "0",
-	  "udp: local port (0 = ephemeral); dpdk: the UDP port of its frames (0 = 4791)", NULL },
+	  "udp: local port (0 = ephemeral); dpdk: the UDP port of its frames (0 = 4791)", NULL, NULL },
 };
 
 static const struct gx_option_table dp_table = {

@@ -28,7 +28,7 @@ struct loop_settings {
 
 static const struct gx_option loop_opts[] = {
 	{ "loop-queue", GX_OPT_U32, offsetof(struct loop_settings, queue), "4096",
-	  "loop: datagrams each rank's receive ring holds (a full ring drops, like a socket buffer)", NULL },
+	  "loop: datagrams each rank's receive ring holds (a full ring drops, like a socket buffer)", NULL, NULL },
 };
 
 static const struct gx_option_table loop_table = {

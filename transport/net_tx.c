@@ -128,7 +128,7 @@ void net_send_ack(struct gx_net *n, uint32_t peer, uint64_t now)
 	p->ack_pending = p->ack_now = p->need_sack = p->ack_orig = 0;
 	p->rx_since_ack = 0;
 	p->c.acks_sent++;
-	net_seal(n, h, gx_crc32c(h + 1, h->len, 0));
+	net_seal(n, h, n->auth ? 0 : gx_crc32c(h + 1, h->len, 0));   /* keyed: the MAC covers it */
 	txq_push(n, peer, 0, b, (uint32_t)sizeof(*h) + 8 * words + n->trailer, TXQ_CTRL);
 }
 

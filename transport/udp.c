@@ -103,9 +103,9 @@ struct udp_settings {
 
 static const struct gx_option udp_opts[] = {
 	{ "udp-ip", GX_OPT_STR, offsetof(struct udp_settings, ip), "127.0.0.1",
-	  "udp: local IPv4 address to bind (auto: first non-loopback); multi-host jobs must set it", NULL },
+	  "udp: local IPv4 address to bind (auto: first non-loopback); multi-host jobs must set it", NULL, NULL },
 	{ "udp-port", GX_OPT_U16, offsetof(struct udp_settings, port), "0",
-	  "udp: local port (0 = ephemeral); dpdk: the UDP port of its frames (0 = 4791)", NULL },
+	  "udp: local port (0 = ephemeral); dpdk: the UDP port of its frames (0 = 4791)", NULL, NULL },
 };
 
 static const struct gx_option_table udp_table = {
