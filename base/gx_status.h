@@ -28,6 +28,7 @@ enum {
 	GX_ERR_AGAIN = -10,     /* resource temporarily exhausted (window full, ring full) */
 	GX_ERR_NODEV = -11,     /* no such port or device */
 	GX_ERR_CLOSED = -12,    /* the object was closed or aborted */
+	GX_ERR_INTERRUPTED = -13, /* a signal asked this rank to stop (gx_signal.h) */
 };
 
 /* Short name of a status code, e.g. "GX_ERR_PEER".  Never NULL. */

@@ -2,6 +2,7 @@
  *
  *   gx_status.h       status codes and the last error's message (every call)
  *   gx_log.h          where the library's warnings go
+ *   gx_signal.h       stopping a rank on SIGINT/SIGTERM
  *   gx_time.h         clocks and the idle back-off of polling loops
  *   gx_rng.h          counter-based random numbers (header only)
  *   gx_codec.h        gradient codecs and error feedback          (compress/)
@@ -20,6 +21,7 @@
 
 #include "gx_status.h"
 #include "gx_log.h"
+#include "gx_signal.h"
 #include "gx_time.h"
 #include "gx_rng.h"
 #include "gx_codec.h"
