@@ -47,6 +47,11 @@ struct gx_option_table {
  * `origin` (e.g. "--mtu" or "GX_MTU"), the value, the meaning and the default. */
 gx_status_t gx_option_set(const struct gx_option *o, void *settings, const char *value, const char *origin);
 
+/* A building block for an entry's check: GX_ERR_INVAL naming `origin` when `value` is a whole number
+ * outside [min, max] (0 included: a flag never silently means the default), with the range in the
+ * message.  What is not a number is left to the type's parser, which says so. */
+gx_status_t gx_option_check_range(const char *value, const char *origin, long long min, long long max);
+
 /* Set every field of the table to its default. */
 void gx_option_defaults(const struct gx_option_table *t, void *settings);
 

@@ -79,6 +79,20 @@ gx_status_t gx_option_set(const struct gx_option *o, void *settings, const char 
 			*o->def ? o->def : "none");
 }
 
+gx_status_t gx_option_check_range(const char *value, const char *origin, long long min, long long max)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(value, &end, 0);
+	if (!*value || *end)
+		return GX_OK;                 /* not a number: the type's parser names the value */
+	if (errno == ERANGE || v < min || v > max)
+		return gx_error(GX_ERR_INVAL, "%s: %s is out of range: give %lld to %lld", origin, value, min, max);
+	return GX_OK;
+}
+
 void gx_option_defaults(const struct gx_option_table *t, void *settings)
 {
 	for (size_t i = 0; i < t->n; i++)

@@ -12,13 +12,35 @@
 
 #define OFF(f) offsetof(struct gx_comm_opts, f)
 
+/* Range checks: a value the runtime would refuse later (or quietly treat as another) is a bad flag
+ * now, with the range in the message. */
+static gx_status_t check_rank(const char *v, const char *origin)
+{
+	return gx_option_check_range(v, origin, -1, GX_MAX_RANKS - 1);
+}
+
+static gx_status_t check_size(const char *v, const char *origin)
+{
+	return strcmp(v, "-1") ? gx_option_check_range(v, origin, 1, GX_MAX_RANKS) : GX_OK;
+}
+
+static gx_status_t check_store_serve(const char *v, const char *origin)
+{
+	return gx_option_check_range(v, origin, -1, 1);
+}
+
+static gx_status_t check_store_timeout(const char *v, const char *origin)
+{
+	return gx_option_check_range(v, origin, 100, 86400000);
+}
+
 static const struct gx_option comm_opts[] = {
-	{ "rank", GX_OPT_INT, OFF(rank), "-1", "this process's rank (-1: GX_RANK, Slurm, Open MPI, PMI)", NULL, NULL },
-	{ "size", GX_OPT_INT, OFF(size), "-1", "number of ranks (-1: GX_SIZE, Slurm, Open MPI, PMI)", NULL, NULL },
+	{ "rank", GX_OPT_INT, OFF(rank), "-1", "this process's rank (-1: GX_RANK, Slurm, Open MPI, PMI)", NULL, check_rank },
+	{ "size", GX_OPT_INT, OFF(size), "-1", "number of ranks (-1: GX_SIZE, Slurm, Open MPI, PMI)", NULL, check_size },
 	{ "store", GX_OPT_STR, OFF(store), "127.0.0.1:29500", "rendezvous TCP store host:port", NULL, NULL },
-	{ "store-serve", GX_OPT_INT, OFF(store_serve), "-1", "1: this process serves the store; 0: a gx-store does; -1: rank 0 serves", NULL, NULL },
+	{ "store-serve", GX_OPT_INT, OFF(store_serve), "-1", "1: this process serves the store; 0: it does not (a gx-store or another rank does); -1: rank 0 serves", NULL, check_store_serve },
 	{ "store-external", GX_OPT_ENUM, OFF(store_external), "0", "1: a gx-store serves the store (rank 0 does not, unless --store-serve=1)", "0,1", NULL },
-	{ "store-timeout-ms", GX_OPT_U32, OFF(store_timeout_ms), "30000", "hard limit on the rendezvous", NULL, NULL },
+	{ "store-timeout-ms", GX_OPT_U32, OFF(store_timeout_ms), "30000", "hard limit on the rendezvous (ms, 100..86400000)", NULL, check_store_timeout },
 	{ "progress", GX_OPT_ENUM, OFF(progress), "app", "app (caller's thread) or thread (pinned engine thread)", "app,thread", NULL },
 	{ "core", GX_OPT_INT, OFF(core), "-1", "core for the engine thread; -1 = chosen with hwloc", NULL, NULL },
 	{ "job-id", GX_OPT_U32, OFF(tr.job_id), "0", "job id stamped on every packet; others' packets are dropped (0: SLURM_JOB_ID, else 0)", NULL, NULL },

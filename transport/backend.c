@@ -82,10 +82,34 @@ static gx_status_t check_backend(const char *v, const char *origin)
 	const struct gx_backend_ops *ops;
 	char why[400];
 
+	if (!*v)
+		return gx_error(GX_ERR_INVAL, "%s: empty; name a transport (available: %s)", origin,
+				gx_transport_list());
 	if (gx_backend_find(v, &ops) == GX_OK)
 		return GX_OK;
 	snprintf(why, sizeof(why), "%s", gx_last_error());
 	return gx_error(GX_ERR_INVAL, "%s: %s", origin, why);
+}
+
+/* Numeric settings whose 0 used to mean "the default" in silence: out of range is a bad flag. */
+static gx_status_t check_mtu(const char *v, const char *origin)
+{
+	return gx_option_check_range(v, origin, 576, 65535);
+}
+
+static gx_status_t check_window(const char *v, const char *origin)
+{
+	return gx_option_check_range(v, origin, 64, 32768);      /* net.c: WINDOW_MIN..WINDOW_MAX */
+}
+
+static gx_status_t check_peer_timeout(const char *v, const char *origin)
+{
+	return gx_option_check_range(v, origin, 10, 86400000);   /* 10 ms .. a day */
+}
+
+static gx_status_t check_rto_min(const char *v, const char *origin)
+{
+	return gx_option_check_range(v, origin, 1, 1000000);
 }
 
 /* A key file that cannot be read is a bad flag too, caught before anything starts. */
@@ -98,10 +122,11 @@ static gx_status_t check_readable(const char *v, const char *origin)
 
 static const struct gx_option net_opts[] = {
 	{ "transport", GX_OPT_STR, OFF(backend), "udp", "transport backend (see the list below)", NULL, check_backend },
-	{ "mtu", GX_OPT_U32, OFF(mtu), "1500", "link MTU in bytes (9000 for jumbo frames)", NULL, NULL },
-	{ "window", GX_OPT_U32, OFF(window), "256", "packets in flight per peer", NULL, NULL },
-	{ "peer-timeout-ms", GX_OPT_U32, OFF(peer_timeout_ms), "10000", "a peer silent this long is reported dead", NULL, NULL },
-	{ "rto-min-us", GX_OPT_U32, OFF(rto_min_us), "200", "retransmission timeout floor", NULL, NULL },
+	{ "mtu", GX_OPT_U32, OFF(mtu), "1500", "link MTU in bytes, 576..65535 (9000 for jumbo frames)", NULL, check_mtu },
+	{ "window", GX_OPT_U32, OFF(window), "256", "packets in flight per peer, 64..32768 (rounded up to a power of two)", NULL, check_window },
+	{ "peer-timeout-ms", GX_OPT_U32, OFF(peer_timeout_ms), "10000", "a peer silent this long (ms, 10..86400000) is reported dead", NULL, check_peer_timeout },
+	{ "stall-timeout-ms", GX_OPT_U32, OFF(stall_timeout_ms), "120000", "a collective that receives nothing this long while its peers are alive fails, naming the rank it waits for", NULL, NULL },
+	{ "rto-min-us", GX_OPT_U32, OFF(rto_min_us), "200", "retransmission timeout floor (us, 1..1000000)", NULL, check_rto_min },
 	{ "fault-drop", GX_OPT_PROB, OFF(fault.drop), "0", "fault injection: drop probability", NULL, NULL },
 	{ "fault-dup", GX_OPT_PROB, OFF(fault.dup), "0", "fault injection: duplicate probability", NULL, NULL },
 	{ "fault-reorder", GX_OPT_PROB, OFF(fault.reorder), "0", "fault injection: reorder probability", NULL, NULL },
