@@ -41,8 +41,24 @@ double bench_min(const double *v, size_t n);
 void *bench_alloc(size_t bytes);
 void bench_free(void *p, size_t bytes);
 
-/* Parse a size such as 4, 64K, 1M, 64MiB. Returns 0 on success. */
+/* Largest message any mode takes (-b, -e, --sizes): beyond it a typo, not a benchmark. */
+#define BENCH_SIZE_MAX (16ull << 30)
+
+/* Parse a size such as 4, 64K, 1M, 64MiB. Returns 0 on success, -1 if it is not a size or does not
+ * fit in 64 bits. */
 int bench_parse_size(const char *s, uint64_t *out);
+
+/* A flag's value checked against [min, max]: 0, or -1 after telling the user on stderr what the
+ * flag takes ("gx-bench allreduce: -e 99999999999999999999: give a size from 1 to 16G ...").
+ * prog: "gx-bench allreduce"; flag: as the user typed it (bench_flag_name). */
+int bench_size_arg(const char *prog, const char *flag, const char *s, uint64_t min, uint64_t max, uint64_t *out);
+int bench_long_arg(const char *prog, const char *flag, const char *s, long min, long max, long *out);
+int bench_double_arg(const char *prog, const char *flag, const char *s, double min, double max, double *out);
+
+/* The flag whose value getopt_long returned as ch: "--warm-ms" for a long option, "-e" for a short
+ * one (buf holds at least 40 bytes). */
+struct option;
+const char *bench_flag_name(int ch, const struct option *longopts, char *buf, size_t len);
 
 /* Each mode: argc/argv start at the mode name.  Returns a process exit status (2 = bad flags). */
 int bench_codec_main(int argc, char **argv);

@@ -9,7 +9,8 @@
  * one comment line per rank with its retransmit and drop counters.  -c 1 checks the result of one
  * allreduce per size: plain, against exact integer sums (wrong = elements that differ, over all
  * ranks); with a codec, that every rank holds the same bits (wrong = elements whose bits differ
- * between ranks), and rank 0 prints the relative error against the exact sum as a comment.
+ * between ranks), and rank 0 prints, as a comment, the relative error against the exact sum of one
+ * step and of the mean of 20 steps (the error that error feedback drives down).
  * Every iteration starts from the same input (restored outside the timed region), so repeated
  * in-place sums never grow towards Inf.
  */
@@ -25,18 +26,24 @@
 #include "gx_config.h"
 #include "gx_time.h"
 
+/* Steps of the compressed check: with error feedback the mean output over T steps of the same
+ * gradient is within (residual / T) of the exact sum, however coarse one step is. */
+#define EF_STEPS 20
+#define EF_STEPS_STR "20"
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: gx-bench allreduce [options] [runtime flags]\n"
-		"  -b SIZE      smallest message in bytes (default 4)\n"
-		"  -e SIZE      largest message in bytes (default 64M)\n"
-		"  -f FACTOR    size multiplier between steps (default 2)\n"
+		"  -b SIZE      smallest message in bytes (default 4; K, M, G suffixes; at most 16G)\n"
+		"  -e SIZE      largest message in bytes (default 64M; at most 16G)\n"
+		"  -f FACTOR    size multiplier between steps (default 2; 1.1..1024)\n"
 		"  -n ITERS     timed iterations per size (default 20)\n"
 		"  -w ITERS     warm-up iterations per size (default 5), repeated until --warm-ms passed\n"
 		"  --warm-ms MS shortest warm-up per size in ms (default 50; first touches of the transport's\n"
 		"               buffers page-fault, and the figure must not depend on -n)\n"
-		"  -c 0|1       check results (default 1)\n"
+		"  -c 0|1       check results (default 1); with --codec also the error of one step and of the\n"
+		"               mean of " EF_STEPS_STR " steps, which error feedback drives towards the exact sum\n"
 		"  --algo A     auto, ring or rhd (default auto)\n"
 		"  --codec SPEC compressed allreduce with this codec (compress/gx_codec.h specs, or thc[:bits=B][,rotate])\n"
 		"  --op OP      sum or avg (default sum)\n"
@@ -64,11 +71,29 @@ static float input(const struct ar_bench *B, size_t e)
 	return (float)((B->rank + 1) * (e % 7 + 1));
 }
 
+static double rel_error(const struct ar_bench *B, const float *got, size_t count, double scale)
+{
+	double err2 = 0.0, ref2 = 0.0;
+	float tri = (float)(B->n * (B->n + 1) / 2);
+
+	for (size_t e = 0; e < count; e++) {
+		float want = tri * (float)(e % 7 + 1);
+		if (B->op == GX_OP_AVG)
+			want = want / (float)B->n;
+		double d = (double)got[e] * scale - want;
+		err2 += d * d;
+		ref2 += (double)want * want;
+	}
+	return ref2 > 0.0 ? sqrt(err2 / ref2) : 0.0;
+}
+
 /* x = (rank+1) * (e%7 + 1) sums to n(n+1)/2 * (e%7 + 1), exactly representable.  Plain: every
  * element must be exact.  Codec: every rank must hold the same bits (max and min over ranks of each
- * element agree), and the relative error is reported.  scratch holds 2 * count floats. */
+ * element agree), and two relative errors are reported: of one step (an unbiased quantizer's
+ * variance: large at few bits, by design) and of the mean of EF_STEPS steps of the same input, the
+ * error training sees, which error feedback keeps shrinking.  scratch holds 2 * count floats. */
 static gx_status_t check(struct ar_bench *B, struct gx_allreduce_handle *h, float *buf, size_t count,
-			 float *scratch, uint64_t *wrong, double *relerr)
+			 float *scratch, uint64_t *wrong, double *relerr, double *relerr_mean)
 {
 	for (size_t e = 0; e < count; e++)
 		buf[e] = input(B, e);
@@ -76,18 +101,16 @@ static gx_status_t check(struct ar_bench *B, struct gx_allreduce_handle *h, floa
 	if (st < 0)
 		return st;
 	uint64_t bad = 0;
-	double err2 = 0.0, ref2 = 0.0;
 	float tri = (float)(B->n * (B->n + 1) / 2);
-	for (size_t e = 0; e < count; e++) {
-		float want = tri * (float)(e % 7 + 1);
-		if (B->op == GX_OP_AVG)
-			want = want / (float)B->n;
-		err2 += ((double)buf[e] - want) * ((double)buf[e] - want);
-		ref2 += (double)want * want;
-		if (!h && buf[e] != want)
-			bad++;
-	}
-	*relerr = ref2 > 0.0 ? sqrt(err2 / ref2) : 0.0;
+	if (!h)
+		for (size_t e = 0; e < count; e++) {
+			float want = tri * (float)(e % 7 + 1);
+			if (B->op == GX_OP_AVG)
+				want = want / (float)B->n;
+			bad += buf[e] != want;
+		}
+	*relerr = rel_error(B, buf, count, 1.0);
+	*relerr_mean = *relerr;
 	if (h) {
 		float *mx = scratch, *mn = scratch + count;
 		for (size_t e = 0; e < count; e++) {
@@ -99,6 +122,18 @@ static gx_status_t check(struct ar_bench *B, struct gx_allreduce_handle *h, floa
 			return st;
 		for (size_t e = 0; e < count; e++)
 			bad += memcmp(&mx[e], &buf[e], 4) != 0 || -mn[e] != buf[e];
+		/* the sum of EF_STEPS outputs, in scratch (the first step's is in buf) */
+		float *sum = scratch;
+		memcpy(sum, buf, count * 4);
+		for (int t = 1; t < EF_STEPS; t++) {
+			for (size_t e = 0; e < count; e++)
+				buf[e] = input(B, e);
+			if ((st = one(B, h, buf, count)) < 0)
+				return st;
+			for (size_t e = 0; e < count; e++)
+				sum[e] += buf[e];
+		}
+		*relerr_mean = rel_error(B, sum, count, 1.0 / EF_STEPS);
 	}
 	float w = (float)bad;
 	if ((st = gx_allreduce(B->c, &w, 1, GX_OP_SUM, NULL)) < 0)
@@ -131,23 +166,28 @@ int bench_allreduce_main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
+	char flag[40];
+	const char *me = "gx-bench allreduce";
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "b:e:f:n:w:c:h", lo, NULL)) != -1) {
-		char *end = NULL;
+		const char *f = bench_flag_name(ch, lo, flag, sizeof(flag));
+		int bad = 0;
 		switch (ch) {
-		case 'b': if (bench_parse_size(optarg, &minb) || !minb) goto bad; break;
-		case 'e': if (bench_parse_size(optarg, &maxb) || !maxb) goto bad; break;
-		case 'f': factor = strtod(optarg, &end); if (*end || factor <= 1.0) goto bad; break;
-		case 'n': iters = strtol(optarg, &end, 10); if (*end || iters < 1) goto bad; break;
-		case 'w': warm = strtol(optarg, &end, 10); if (*end || warm < 0) goto bad; break;
-		case 'c': do_check = strtol(optarg, &end, 10); if (*end || do_check < 0 || do_check > 1) goto bad; break;
+		case 'b': bad = bench_size_arg(me, f, optarg, 1, BENCH_SIZE_MAX, &minb); break;
+		case 'e': bad = bench_size_arg(me, f, optarg, 1, BENCH_SIZE_MAX, &maxb); break;
+		case 'f': bad = bench_double_arg(me, f, optarg, 1.1, 1024, &factor); break;
+		case 'n': bad = bench_long_arg(me, f, optarg, 1, 10000000, &iters); break;
+		case 'w': bad = bench_long_arg(me, f, optarg, 0, 10000000, &warm); break;
+		case 'c': bad = bench_long_arg(me, f, optarg, 0, 1, &do_check); break;
 		case 'A': algo = optarg; break;
 		case 'C': B.codec = optarg; break;
 		case 'O': op = optarg; break;
-		case 'M': warm_ms = strtol(optarg, &end, 10); if (*end || warm_ms < 0) goto bad; break;
+		case 'M': bad = bench_long_arg(me, f, optarg, 0, 600000, &warm_ms); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
+		if (bad)
+			return 2;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "gx-bench allreduce: unexpected argument '%s'\n", argv[optind]);
@@ -205,13 +245,13 @@ int bench_allreduce_main(int argc, char **argv)
 		size_t count = (size_t)bytes_d / 4 ? (size_t)bytes_d / 4 : 1;
 		struct gx_allreduce_handle *h = NULL;
 		uint64_t wrong = 0;
-		double relerr = 0.0;
+		double relerr = 0.0, relerr_mean = 0.0;
 		if (B.codec && (st = gx_allreduce_compressed_create(B.c, count, B.codec, NULL, &h)) < 0) {
 			fprintf(stderr, "gx-bench allreduce: --codec %s: %s\n", B.codec, gx_last_error());
 			rc = 2;
 			break;
 		}
-		if (do_check && (st = check(&B, h, buf, count, scratch, &wrong, &relerr)) < 0)
+		if (do_check && (st = check(&B, h, buf, count, scratch, &wrong, &relerr, &relerr_mean)) < 0)
 			goto failed;
 		for (size_t e = 0; e < count; e++)
 			src[e] = input(&B, e) * 0.125f;
@@ -268,8 +308,10 @@ int bench_allreduce_main(int argc, char **argv)
 			r.wrong = wrong;
 			bench_print_row(stdout, &r);
 			if (B.codec && do_check)
-				fprintf(stdout, "# %s %zu bytes: relative error %.3g against the exact sum\n", B.codec,
-					count * 4, relerr);
+				fprintf(stdout, "# %s %zu bytes: relative error against the exact sum %.3g after one "
+					"step, %.3g averaged over %d steps (one step of unbiased quantization is "
+					"noisy by design; error feedback carries its error into the next steps)\n",
+					B.codec, count * 4, relerr, relerr_mean, EF_STEPS);
 		}
 		gx_allreduce_compressed_destroy(h);
 		continue;
@@ -315,8 +357,4 @@ out:
 	bench_free(scratch, maxcount * 8);
 	gx_comm_destroy(B.c);
 	return rc;
-bad:
-	fprintf(stderr, "gx-bench allreduce: bad value '%s' for -%c\n", optarg, ch);
-	usage(stderr);
-	return 2;
 }

@@ -1,5 +1,7 @@
 /* bench_common.c: CSV output, statistics and buffers shared by every gx-bench mode. */
 #include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -73,10 +75,14 @@ void bench_free(void *p, size_t bytes)
 int bench_parse_size(const char *s, uint64_t *out)
 {
 	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
+	unsigned long long v;
 	uint64_t mult = 1;
 
-	if (end == s || *s == '-')
+	if (!isdigit((unsigned char)*s))      /* strtoull would take " 4", "+4" and "-4" */
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
 		return -1;
 	if (*end) {
 		switch (toupper((unsigned char)*end)) {
@@ -89,6 +95,79 @@ int bench_parse_size(const char *s, uint64_t *out)
 		if (*end && strcasecmp(end, "B") && strcasecmp(end, "iB"))
 			return -1;
 	}
+	if (v > UINT64_MAX / mult)
+		return -1;
 	*out = (uint64_t)v * mult;
 	return 0;
+}
+
+/* 16G, 64K, 1424: the largest suffix that divides exactly */
+static const char *size_str(uint64_t v, char *buf, size_t len)
+{
+	static const char sfx[] = "GMK";
+	for (int i = 0; i < 3; i++) {
+		uint64_t unit = 1ull << (10 * (3 - i));
+		if (v && v % unit == 0) {
+			snprintf(buf, len, "%llu%c", (unsigned long long)(v / unit), sfx[i]);
+			return buf;
+		}
+	}
+	snprintf(buf, len, "%llu", (unsigned long long)v);
+	return buf;
+}
+
+int bench_size_arg(const char *prog, const char *flag, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char lo[32], hi[32];
+	uint64_t v;
+
+	if (!bench_parse_size(s, &v) && v >= min && v <= max) {
+		*out = v;
+		return 0;
+	}
+	fprintf(stderr, "%s: %s %s: give a size from %s to %s bytes (a number, optionally with K, M or G)\n",
+		prog, flag, s, size_str(min, lo, sizeof(lo)), size_str(max, hi, sizeof(hi)));
+	return -1;
+}
+
+int bench_long_arg(const char *prog, const char *flag, const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*s && !*end && !errno && v >= min && v <= max) {
+		*out = v;
+		return 0;
+	}
+	fprintf(stderr, "%s: %s %s: give a whole number from %ld to %ld\n", prog, flag, s, min, max);
+	return -1;
+}
+
+int bench_double_arg(const char *prog, const char *flag, const char *s, double min, double max, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	/* the comparisons are false for NaN */
+	if (*s && !*end && !errno && v >= min && v <= max) {
+		*out = v;
+		return 0;
+	}
+	fprintf(stderr, "%s: %s %s: give a number from %g to %g\n", prog, flag, s, min, max);
+	return -1;
+}
+
+const char *bench_flag_name(int ch, const struct option *longopts, char *buf, size_t len)
+{
+	for (const struct option *o = longopts; o && o->name; o++)
+		if (o->val == ch && !o->flag) {
+			snprintf(buf, len, "--%s", o->name);
+			return buf;
+		}
+	snprintf(buf, len, "-%c", ch);
+	return buf;
 }
