@@ -30,6 +30,7 @@
 #include "gx_time.h"
 
 #define RAW_TIMEOUT_MS 200
+#define STREAM_DRAIN_MS 10000           /* after -t, what was sent must be delivered within this */
 #define CTRL_COLL 0xfffffff0u           /* coll_id of the benchmark's own control messages */
 #define CTRL_FIN (CTRL_COLL + 1)
 #define CTRL_RESULT (CTRL_COLL + 2)
@@ -398,6 +399,50 @@ static gx_status_t pingpong_reliable(struct nb *B, uint64_t bytes)
 
 /* ---- stream ---------------------------------------------------------------------------------- */
 
+/* Rank 0's side of a stream: messages of `bytes` until the deadline.  The clock is read every few
+ * packets and at every wait for window credit, so neither a large message nor a starved or lossy
+ * receiver keeps the sender past -t; the message under way at the deadline stops there (its bytes
+ * count, since the receiver counts bytes).  Polls after every 64 messages, as when the window fills. */
+static gx_status_t stream_send(struct nb *B, uint32_t coll, uint64_t bytes, uint64_t end, uint64_t *sent,
+			       uint64_t *msgs)
+{
+	uint64_t off = 0;
+	uint32_t chunk = 0, pkts = 0;
+	gx_status_t st;
+
+	for (;;) {
+		if ((pkts & 15) == 0 && gx_tsc() >= end)
+			return GX_OK;
+		uint8_t *b = gx_net_reserve(B->n, B->peer, &st);
+		if (!b) {
+			if (st != GX_ERR_AGAIN)
+				return st;
+			int r = gx_net_poll(B->n, on_packet, B);
+			if (r < 0)
+				return r;
+			if (gx_tsc() >= end)
+				return GX_OK;
+			continue;
+		}
+		uint32_t len = bytes - off < B->payload ? (uint32_t)(bytes - off) : B->payload;
+		struct gx_desc d = { .coll_id = coll, .chunk = chunk++ };
+		if ((st = gx_net_commit(B->n, B->peer, &d, len)) < 0)
+			return st;
+		pkts++;
+		off += len;
+		*sent += len;
+		if (off < bytes)
+			continue;
+		off = 0;
+		chunk = 0;
+		if (++*msgs % 64 == 0) {
+			int r = gx_net_poll(B->n, on_packet, B);
+			if (r < 0)
+				return r;
+		}
+	}
+}
+
 static gx_status_t stream_one(struct nb *B, uint32_t coll, uint64_t bytes)
 {
 	gx_status_t st;
@@ -438,36 +483,33 @@ static gx_status_t stream_one(struct nb *B, uint32_t coll, uint64_t bytes)
 		return send_msg(B, CTRL_RESULT, sizeof(res), res, true);
 	}
 	uint64_t cpu0 = thread_cpu_ns(), t0 = gx_tsc();
-	uint64_t end = t0 + (uint64_t)(B->seconds * (double)hz), msgs = 0;
-	while (gx_tsc() < end) {
-		for (int k = 0; k < 64; k++) {
-			if ((st = send_msg(B, coll, bytes, NULL, false)) < 0)
-				return st;
-			msgs++;
-		}
-		int r = gx_net_poll(B->n, on_packet, B);
-		if (r < 0)
-			return r;
-	}
+	uint64_t end = t0 + (uint64_t)(B->seconds * (double)hz), msgs = 0, total = 0;
+	if ((st = stream_send(B, coll, bytes, end, &total, &msgs)) < 0)
+		return st;
 	uint64_t cpu_send = thread_cpu_ns() - cpu0;
 	double send_secs = (double)(gx_tsc() - t0) / (double)hz;
-	uint64_t total = msgs * bytes;
-	if ((st = send_msg(B, CTRL_FIN, sizeof(total), &total, true)) < 0 ||
-	    (st = wait_until(B, got_result, 60000)) < 0)
+	if ((st = send_msg(B, CTRL_FIN, sizeof(total), &total, true)) < 0)
 		return st;
+	if ((st = wait_until(B, got_result, STREAM_DRAIN_MS)) < 0) {
+		char why[300];
+		snprintf(why, sizeof(why), "%s", gx_last_error());
+		return gx_error(st, "stream %llu B: rank 1 had not received the %llu bytes sent %u s after sending "
+				"stopped (%s); is it starved of CPU, or the link dropping most packets?",
+				(unsigned long long)bytes, (unsigned long long)total, STREAM_DRAIN_MS / 1000, why);
+	}
 	double secs = B->result[2] ? (double)B->result[2] / (double)B->result[3] : 0.0;
-	if (secs <= 0)
+	if (secs <= 0 || !B->result[0])
 		return gx_error(GX_ERR_IO, "stream: rank 1 measured no time (%llu packets)",
 				(unsigned long long)B->result[1]);
 	double gbps = (double)B->result[0] * 8 / secs / 1e9, mpps = (double)B->result[1] / secs / 1e6;
 	struct bench_row r = { .peer = "gx", .transport = B->transport, .op = "stream:reliable", .nranks = 2,
 			       .oversub = B->oversub, .bytes = bytes, .count = B->result[1], .type = "uint8",
 			       .redop = "none", .iters = (uint32_t)(msgs > UINT32_MAX ? UINT32_MAX : msgs) };
-	r.time_us = secs * 1e6 / (double)msgs;
+	r.time_us = secs * 1e6 * (double)bytes / (double)B->result[0];   /* per message delivered */
 	r.min_us = r.p90_us = r.time_us;
 	r.algbw_GBps = (double)B->result[0] / secs / 1e9;
 	r.busbw_GBps = r.algbw_GBps;
-	r.wrong = msgs * bytes - B->result[0];     /* sent but not delivered: must be 0 */
+	r.wrong = total - B->result[0];            /* sent but not delivered: must be 0 */
 	bench_print_row(stdout, &r);
 	fprintf(stdout, "# stream %llu B: %.3f Gbit/s, %.3f Mpps of delivered payload over %.2f s\n",
 		(unsigned long long)bytes, gbps, mpps, secs);
@@ -483,23 +525,40 @@ static gx_status_t stream_one(struct nb *B, uint32_t coll, uint64_t bytes)
 
 /* ---- main ------------------------------------------------------------------------------------ */
 
+/* The sizes a run goes through: -b, times -f, up to -e; the largest always runs (e.g. one full
+ * packet's payload).  Returns how many (at most max are stored). */
+static size_t sweep_sizes(const struct nb *B, uint64_t *out, size_t max)
+{
+	size_t n = 0;
+
+	for (double s = (double)B->minb;; s *= B->factor) {
+		uint64_t bytes = (uint64_t)s;
+		if (bytes > B->maxb) {
+			if ((uint64_t)(s / B->factor) >= B->maxb)
+				break;
+			bytes = B->maxb;
+		}
+		if (n < max)
+			out[n] = bytes;
+		n++;
+		if (bytes == B->maxb)
+			break;
+	}
+	return n;
+}
+
+#define MAX_SIZES 256
+
 static gx_status_t run(void *arg)
 {
 	struct nb *B = arg;
 	gx_status_t st = GX_OK;
-	uint64_t maxb = B->maxb;
+	uint64_t sizes[MAX_SIZES];
+	size_t nsizes = sweep_sizes(B, sizes, MAX_SIZES);
 	uint32_t coll = 0;
 
-	if (B->stream && !maxb)
-		maxb = B->payload;
-	for (double s = (double)B->minb; st >= 0; s *= B->factor) {
-		uint64_t bytes = (uint64_t)s;
-		if (bytes > maxb) {
-			/* the largest size always runs (e.g. one full packet's payload) */
-			if ((uint64_t)(s / B->factor) >= maxb)
-				break;
-			bytes = maxb;
-		}
+	for (size_t i = 0; i < nsizes && st >= 0; i++) {
+		uint64_t bytes = sizes[i];
 		if (B->stream) {
 			st = stream_one(B, ++coll, bytes);
 		} else {
@@ -508,8 +567,6 @@ static gx_status_t run(void *arg)
 			if (st >= 0 && (B->paths & PATH_RELIABLE))
 				st = pingpong_reliable(B, bytes);
 		}
-		if (bytes == maxb)
-			break;
 	}
 	if (st >= 0)
 		st = wait_until(B, drained, 10000);
@@ -557,20 +614,25 @@ static int net_main(int argc, char **argv, bool stream)
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
+	char flag[40], me[32];
+	snprintf(me, sizeof(me), "gx-bench %s", mode);
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "b:e:f:n:w:t:h", lo, NULL)) != -1) {
-		char *end = NULL;
+		const char *f = bench_flag_name(ch, lo, flag, sizeof(flag));
+		int bad = 0;
 		switch (ch) {
-		case 'b': if (bench_parse_size(optarg, &B.minb) || !B.minb) goto bad; break;
-		case 'e': if (bench_parse_size(optarg, &B.maxb) || !B.maxb) goto bad; break;
-		case 'f': B.factor = strtod(optarg, &end); if (*end || B.factor <= 1.0) goto bad; break;
-		case 'n': iters = strtol(optarg, &end, 10); if (*end || iters < 1 || iters > 10000000) goto bad; break;
-		case 'w': warm = strtol(optarg, &end, 10); if (*end || warm < 0 || warm > 10000000) goto bad; break;
-		case 't': B.seconds = strtod(optarg, &end); if (*end || !(B.seconds > 0 && B.seconds <= 3600)) goto bad; break;
+		case 'b': bad = bench_size_arg(me, f, optarg, 1, BENCH_SIZE_MAX, &B.minb); break;
+		case 'e': bad = bench_size_arg(me, f, optarg, 1, BENCH_SIZE_MAX, &B.maxb); break;
+		case 'f': bad = bench_double_arg(me, f, optarg, 1.1, 1024, &B.factor); break;
+		case 'n': bad = bench_long_arg(me, f, optarg, 1, 10000000, &iters); break;
+		case 'w': bad = bench_long_arg(me, f, optarg, 0, 10000000, &warm); break;
+		case 't': bad = bench_double_arg(me, f, optarg, 0.01, 3600, &B.seconds); break;
 		case 'P': path = optarg; break;
 		case 'h': usage(stdout, stream); return 0;
 		default: usage(stderr, stream); return 2;
 		}
+		if (bad)
+			return 2;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "gx-bench %s: unexpected argument '%s'\n", mode, argv[optind]);
@@ -584,10 +646,6 @@ static int net_main(int argc, char **argv, bool stream)
 		B.paths = PATH_RELIABLE;
 	else {
 		fprintf(stderr, "gx-bench %s: --path must be raw, reliable or both, not '%s'\n", mode, path);
-		return 2;
-	}
-	if (B.maxb && B.minb > B.maxb) {
-		fprintf(stderr, "gx-bench %s: -b is larger than -e\n", mode);
 		return 2;
 	}
 	B.iters = (uint32_t)iters;
@@ -619,18 +677,51 @@ static int net_main(int argc, char **argv, bool stream)
 		rc = 1;
 		goto out;
 	}
+	if (B.stream && !B.maxb)
+		B.maxb = B.payload;            /* one packet's payload */
+	if (B.paths == PATH_RAW && B.minb > B.payload) {
+		/* a raw ping is one datagram: nothing larger can run, and a run of nothing is no result */
+		fprintf(stderr, "gx-bench %s: --path raw carries one packet, at most %u B here (mtu %u%s); -b %llu "
+			"is larger: lower -b, raise --mtu, or use --path reliable\n", mode, B.payload, co.tr.mtu,
+			co.tr.auth_key_file && *co.tr.auth_key_file ? ", keyed" : "", (unsigned long long)B.minb);
+		rc = 2;
+		goto out;
+	}
+	if (B.paths == PATH_RAW && B.maxb > B.payload) {
+		if (B.rank == 0)
+			fprintf(stdout, "# --path raw carries one packet: sizes up to %u B (-e %llu lowered)\n",
+				B.payload, (unsigned long long)B.maxb);
+		B.maxb = B.payload;
+	}
+	if (B.minb > B.maxb) {
+		fprintf(stderr, "gx-bench %s: -b %llu is larger than -e %llu%s\n", mode, (unsigned long long)B.minb,
+			(unsigned long long)B.maxb, B.stream ? " (default -e: one packet's payload)" : "");
+		rc = 2;
+		goto out;
+	}
+	size_t nsizes = sweep_sizes(&B, NULL, 0);
+	if (nsizes > MAX_SIZES) {
+		fprintf(stderr, "gx-bench %s: -b %llu to -e %llu by -f %g is %zu sizes, more than %d: raise -f\n",
+			mode, (unsigned long long)B.minb, (unsigned long long)B.maxb, B.factor, nsizes, MAX_SIZES);
+		rc = 2;
+		goto out;
+	}
 	pin(&B);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	B.oversub = (uint32_t)((2 + ncpu - 1) / (ncpu > 0 ? ncpu : 1));
 	fprintf(stdout, "# gx-bench %s: rank %u pinned to core %d (1 core per rank; %ld cores online, oversub %u), "
 		"transport %s, mtu %u, payload %u B per packet, window %u\n", mode, B.rank, B.core, ncpu, B.oversub,
 		B.transport, co.tr.mtu ? co.tr.mtu : 1500, B.payload, co.tr.window ? co.tr.window : 256);
+	if (B.rank == 0 && B.stream)
+		fprintf(stdout, "# gx-bench stream: %zu sizes, %.3g s of sending each (-t): about %.0f s\n", nsizes,
+			B.seconds, (double)nsizes * B.seconds);
 	if (B.rank == 0)
 		bench_print_header(stdout);
 	fflush(stdout);
 	gx_status_t st = gx_comm_run(B.c, run, &B);
 	if (st < 0) {
 		fprintf(stderr, "gx-bench %s: rank %u: %s: %s\n", mode, B.rank, gx_status_str(st), gx_last_error());
+		gx_comm_abort(B.c);        /* the peer stops now, not after its own timeout */
 		rc = 1;
 	}
 out:
@@ -638,10 +729,6 @@ out:
 	free(B.samples);
 	gx_comm_destroy(B.c);
 	return rc;
-bad:
-	fprintf(stderr, "gx-bench %s: bad value '%s' for -%c\n", mode, optarg, ch);
-	usage(stderr, stream);
-	return 2;
 }
 
 int bench_pingpong_main(int argc, char **argv)
