@@ -10,6 +10,7 @@
 
 #include "gx_bootstrap.h"
 #include "gx_build_config.h"
+#include "gx_codec.h"
 #include "gx_config.h"
 #include "gx_topology.h"
 #include "gx_net.h"
@@ -32,9 +33,25 @@ static const char *setting(const struct gx_transport_opts *o, const char *name)
 #include <rte_ethdev.h>
 #endif
 
+/* What a bug report needs: the version and what this build has (gx-bench --version prints the same). */
+static void version(FILE *f)
+{
+	fprintf(f, "gx-info %s\n", GX_VERSION);
+	fprintf(f, "built with: dpdk %s, rdma verbs %s, hwloc %s, keyed packets (libsodium) yes\n",
+		GX_HAVE_DPDK ? "yes" : "no", GX_HAVE_RDMA ? "yes (devices listed by gx-info)" : "no",
+		GX_HAVE_HWLOC ? "yes" : "no");
+	fprintf(f, "transports: %s\n", gx_transport_list());
+#if defined(__x86_64__)
+	fprintf(f, "codec kernels compiled in: scalar, avx2, avx512; this CPU runs: %s\n",
+		gx_simd_name(gx_simd_active()));
+#else
+	fprintf(f, "codec kernels compiled in: scalar; this CPU runs: %s\n", gx_simd_name(gx_simd_active()));
+#endif
+}
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: gx-info [runtime settings]\n"
+	fprintf(f, "usage: gx-info [--version] [runtime settings]\n"
 		   "Prints the topology, NICs, DPDK ports (with --dpdk-eal only), verbs devices, the core\n"
 		   "the engine would pick for these settings, and the transports this build has.\n\n");
 	gx_config_help(f);
@@ -107,6 +124,9 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
+			version(stdout);
 			return 0;
 		}
 	if (gx_comm_opts_default(&o) < 0 || gx_config_parse(&argc, argv, &o) < 0) {
