@@ -385,6 +385,86 @@ static void test_ranks_thread(void)
 		run_ranks(n, GX_PROGRESS_THREAD);
 }
 
+/* ---- settings: flags a user mistyped ------------------------------------------------------------ */
+
+/* gx_config_parse over "prog FLAGS..." (split at spaces): its status, and the error's text in msg. */
+static gx_status_t parse_flags(const char *flags, struct gx_comm_opts *o, char *msg, size_t len)
+{
+	char buf[256], *argv[16], *save = NULL;
+	int argc = 0;
+
+	snprintf(buf, sizeof(buf), "%s", flags);
+	argv[argc++] = "prog";
+	for (char *t = strtok_r(buf, " ", &save); t && argc < 15; t = strtok_r(NULL, " ", &save))
+		argv[argc++] = t;
+	argv[argc] = NULL;
+	CU_ASSERT_EQUAL_FATAL(gx_comm_opts_default(o), GX_OK);
+	gx_status_t st = gx_config_parse(&argc, argv, o);
+	snprintf(msg, len, "%s", st < 0 ? gx_last_error() : "");
+	return st;
+}
+
+static void test_config_ranges(void)
+{
+	static const struct {
+		const char *flags, *says;     /* refused, with this in the message */
+	} bad[] = {
+		{ "--transport=", "--transport: empty" },
+		{ "--transport nope", "unknown transport 'nope'" },
+		{ "--store-serve 5", "--store-serve: 5 is out of range: give -1 to 1" },
+		{ "--store-serve=-2", "--store-serve: -2 is out of range" },
+		{ "--mtu 0", "--mtu: 0 is out of range: give 576 to 65535" },
+		{ "--mtu=70000", "--mtu: 70000 is out of range" },
+		{ "--window 0", "--window: 0 is out of range: give 64 to 32768" },
+		{ "--window 65536", "--window: 65536 is out of range" },
+		{ "--peer-timeout-ms 0", "--peer-timeout-ms: 0 is out of range: give 10 to 86400000" },
+		{ "--rto-min-us 0", "--rto-min-us: 0 is out of range" },
+		{ "--size 0", "--size: 0 is out of range: give 1 to 4096" },
+		{ "--rank 4096", "--rank: 4096 is out of range" },
+		{ "--store-timeout-ms 0", "--store-timeout-ms: 0 is out of range" },
+		{ "--mtu 99999999999999999999", "--mtu: 99999999999999999999 is out of range" },
+		{ "--window abc", "--window: bad value 'abc'" },
+		{ "--mtu", "--mtu needs a value" },
+	};
+	struct gx_comm_opts o;
+	char msg[512];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		gx_status_t st = parse_flags(bad[i].flags, &o, msg, sizeof(msg));
+		if (st != GX_ERR_INVAL || !strstr(msg, bad[i].says))
+			fprintf(stderr, "'%s': status %d, message '%s' (expected '%s')\n", bad[i].flags, st, msg,
+				bad[i].says);
+		CU_ASSERT_EQUAL(st, GX_ERR_INVAL);
+		CU_ASSERT_PTR_NOT_NULL(strstr(msg, bad[i].says));
+	}
+	/* the ends of each range, and -1, are values */
+	CU_ASSERT_EQUAL(parse_flags("--mtu 576 --window 64 --peer-timeout-ms 10 --store-serve=-1 --size -1",
+				    &o, msg, sizeof(msg)), GX_OK);
+	CU_ASSERT_EQUAL(o.tr.mtu, 576);
+	CU_ASSERT_EQUAL(o.tr.window, 64);
+	CU_ASSERT_EQUAL(o.tr.peer_timeout_ms, 10);
+	CU_ASSERT_EQUAL(o.store_serve, -1);
+	CU_ASSERT_EQUAL(o.size, -1);
+	CU_ASSERT_EQUAL(parse_flags("--mtu=65535 --window=32768 --store-serve 1 --transport=loop", &o, msg,
+				    sizeof(msg)), GX_OK);
+	CU_ASSERT_EQUAL(o.tr.mtu, 65535);
+	CU_ASSERT_EQUAL(o.tr.window, 32768);
+	CU_ASSERT_EQUAL(o.store_serve, 1);
+	CU_ASSERT_STRING_EQUAL(o.tr.backend, "loop");
+	CU_ASSERT_EQUAL(parse_flags("--store-serve 0", &o, msg, sizeof(msg)), GX_OK);
+	CU_ASSERT_EQUAL(o.store_serve, 0);
+	/* the same check runs on a variable, which is named */
+	setenv("GX_MTU", "0", 1);
+	CU_ASSERT_EQUAL(gx_comm_opts_default(&o), GX_ERR_INVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "GX_MTU: 0 is out of range"));
+	unsetenv("GX_MTU");
+	setenv("GX_TRANSPORT", "", 1);
+	CU_ASSERT_EQUAL(gx_comm_opts_default(&o), GX_ERR_INVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(gx_last_error(), "GX_TRANSPORT: empty"));
+	unsetenv("GX_TRANSPORT");
+	CU_ASSERT_EQUAL(gx_comm_opts_default(&o), GX_OK);
+}
+
 /* ---- scripts/gx-run ---------------------------------------------------------------------------- */
 static int run_script(const char *args, char *out, size_t outlen)
 {
@@ -500,6 +580,11 @@ static CU_TestInfo engine_tests[] = {
 	CU_TEST_INFO_NULL,
 };
 
+static CU_TestInfo config_tests[] = {
+	{ "out-of-range and empty settings refused, naming the flag or variable and the range", test_config_ranges },
+	CU_TEST_INFO_NULL,
+};
+
 static CU_TestInfo comm_tests[] = {
 	{ "1..5 ranks over udp, app progress", test_ranks_app },
 	{ "2 and 5 ranks over udp, engine threads", test_ranks_thread },
@@ -521,6 +606,7 @@ int main(int argc, char **argv)
 	CU_SuiteInfo suites[] = {
 		{ "ring", NULL, NULL, NULL, NULL, ring_tests },
 		{ "engine", NULL, NULL, NULL, NULL, engine_tests },
+		{ "config", NULL, NULL, NULL, NULL, config_tests },
 		{ "comm", NULL, NULL, NULL, NULL, comm_tests },
 		CU_SUITE_INFO_NULL,
 	};
