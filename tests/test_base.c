@@ -130,6 +130,18 @@ static void test_options(void)
 	CU_ASSERT_EQUAL(o.port, 5);
 	CU_ASSERT_EQUAL(o.n, 7);
 	CU_ASSERT_STRING_EQUAL(o.name, "x");
+	/* a range check: in range passes, out of range names the origin, the value and the range, and
+	 * what is no number is left to the type's parser */
+	CU_ASSERT_EQUAL(gx_option_check_range("64", "--w", 64, 128), GX_OK);
+	CU_ASSERT_EQUAL(gx_option_check_range("0x80", "--w", 64, 128), GX_OK);
+	CU_ASSERT_EQUAL(gx_option_check_range("-1", "--w", -1, 1), GX_OK);
+	CU_ASSERT_EQUAL(gx_option_check_range("0", "GX_W", 64, 128), GX_ERR_INVAL);
+	CU_ASSERT_STRING_EQUAL(gx_last_error(), "GX_W: 0 is out of range: give 64 to 128");
+	CU_ASSERT_EQUAL(gx_option_check_range("129", "--w", 64, 128), GX_ERR_INVAL);
+	CU_ASSERT_EQUAL(gx_option_check_range("-5", "--w", 0, 128), GX_ERR_INVAL);
+	CU_ASSERT_EQUAL(gx_option_check_range("99999999999999999999", "--w", 0, 128), GX_ERR_INVAL);
+	CU_ASSERT_EQUAL(gx_option_check_range("abc", "--w", 64, 128), GX_OK);
+	CU_ASSERT_EQUAL(gx_option_check_range("", "--w", 64, 128), GX_OK);
 	char env[32];
 	gx_option_env_name("peer-timeout-ms", env, sizeof(env));
 	CU_ASSERT_STRING_EQUAL(env, "GX_PEER_TIMEOUT_MS");
