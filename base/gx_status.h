@@ -29,6 +29,7 @@ enum {
 	GX_ERR_NODEV = -11,     /* no such port or device */
 	GX_ERR_CLOSED = -12,    /* the object was closed or aborted */
 	GX_ERR_INTERRUPTED = -13, /* a signal asked this rank to stop (gx_signal.h) */
+	GX_ERR_MISMATCH = -14,  /* ranks called different collectives (size, codec, operation, count) */
 };
 
 /* Short name of a status code, e.g. "GX_ERR_PEER".  Never NULL. */

@@ -24,6 +24,7 @@ const char *gx_status_str(gx_status_t s)
 	case GX_ERR_NODEV: return "GX_ERR_NODEV";
 	case GX_ERR_CLOSED: return "GX_ERR_CLOSED";
 	case GX_ERR_INTERRUPTED: return "GX_ERR_INTERRUPTED";
+	case GX_ERR_MISMATCH: return "GX_ERR_MISMATCH";
 	}
 	return s > 0 ? "GX_INPROGRESS" : "GX_ERR_UNKNOWN";
 }

@@ -10,10 +10,6 @@
 #define AR_RHD_MAX_BYTES (64u << 10)
 /* rhd exchanges the whole vector (recursive doubling) up to this size: no halving rounds. */
 #define AR_RD_WHOLE_BYTES 8192u
-/* A collective in flight spins this long before gx_idle_backoff may sleep (see ar_execute). */
-#define AR_SPIN_NS 400000ull
-/* Idle time between two liveness checks of the peers. */
-#define AR_CHECK_NS 1000000ull
 
 void gx_allreduce_opts_default(struct gx_allreduce_opts *o)
 {
@@ -395,7 +391,7 @@ static gx_status_t send_some(struct ar_run *r, int *progressed)
 			.step = (uint16_t)r->send_g,
 			.codec = r->codec,
 			.flags = ar_ack_flags(r, st, k),
-			.aux = (uint32_t)c,
+			.aux = r->s->fp_hash,
 		};
 		if ((s = gx_net_commit(net, st->send_peer, &d, len)) < 0)
 			return s;
@@ -413,10 +409,19 @@ static int ar_done(const struct ar_run *r)
 	return r->cur >= r->nsteps;
 }
 
+/* The rank whose data the run waits for: the sender of the first step not fully received. */
+static uint32_t ar_waiting_for(const struct ar_run *r)
+{
+	for (uint32_t g = r->pipelined ? 0 : r->cur; g < r->nsteps; g++)
+		if (r->steps[g].recv_peer != AR_NO_PEER && r->steps[g].got < r->steps[g].recv_chunks)
+			return r->steps[g].recv_peer;
+	return AR_NO_PEER;
+}
+
 gx_status_t ar_execute(struct ar_run *r)
 {
+	struct coll_wait w = { 0 };
 	gx_status_t st;
-	uint64_t start = 0, idle_since = 0, last_check = 0;
 
 	if (r->nsteps > 0xffff)
 		return gx_error(GX_ERR_INVAL, "allreduce: %u steps do not fit the 16-bit step field", r->nsteps);
@@ -439,28 +444,9 @@ gx_status_t ar_execute(struct ar_run *r)
 		}
 		int got = coll_poll(r->s, r->coll_id, ar_deliver, r);
 		if (got < 0)
-			return got;
-		if (got > 0 || progressed) {
-			idle_since = 0;
-			continue;
-		}
-		uint64_t now = gx_now_ns();
-		if (!start)
-			start = now;
-		if (!idle_since)
-			idle_since = now;
-		if (now - last_check >= AR_CHECK_NS) {
-			last_check = now;
-			if ((st = coll_check_peers(r->s, start)) < 0)
-				return st;
-		}
-		/* Spin longer than a peer's back-off sleep lasts before sleeping ourselves: if both
-		 * ranks spun only gx_idle_backoff's 50 us, one rank's sleep (200 us + timer slack) makes
-		 * the other sleep too, whose sleep then outlasts the first one's spin, and so on: the
-		 * two settle into taking turns to sleep, ~325 us per 2-rank allreduce instead of ~1.5
-		 * (measured over memif).  A spin that outlasts the sleep catches the sleeper's packet. */
-		uint64_t idle = now - idle_since;
-		gx_idle_backoff(idle < AR_SPIN_NS ? 0 : idle);
+			return coll_explain(r->s, got);
+		if ((st = coll_wait_turn(r->s, &w, got, progressed, ar_waiting_for(r))) < 0)
+			return st;
 	}
 }
 
@@ -538,7 +524,6 @@ gx_status_t ar_float(struct gx_coll *s, float *buf, size_t count, enum gx_redop 
 		return gx_error(GX_ERR_INVAL, "allreduce: transport payload of %u bytes is too small", maxp);
 	memset(&r, 0, sizeof(r));
 	r.s = s;
-	r.coll_id = coll_begin(s);
 	r.rank = s->rank;
 	r.n = s->size;
 	r.buf = (unsigned char *)buf;
@@ -549,10 +534,12 @@ gx_status_t ar_float(struct gx_coll *s, float *buf, size_t count, enum gx_redop 
 	r.codec = 0;
 	r.op = op;
 	r.ops = &ar_f32_ops;
-	if (r.n == 1 || count == 0)
-		return GX_OK;
 	if (algo == GX_ALLREDUCE_AUTO)
 		algo = gx_allreduce_choose(count * 4, r.n, NULL);
+	struct coll_fp fp = { .count = count, .kind = COLL_ALLREDUCE, .op = (uint8_t)op, .algo = (uint8_t)algo };
+	r.coll_id = coll_begin(s, &fp, NULL);
+	if (r.n == 1 || count == 0)
+		return GX_OK;
 	if (algo == GX_ALLREDUCE_RING) {
 		r.pipelined = 1;
 		st = ar_schedule_ring(&r);

@@ -12,6 +12,7 @@
  *   (gx_codec_block_add) and circulates the owners' sums; every rank decodes the same blocks.
  * thc: see thc.c.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,8 @@ struct gx_allreduce_handle {
 	uint32_t n, rank, payload;
 	enum path path;
 	struct gx_compressed_opts o;
+	char spec[COLL_SPEC_LEN];         /* for the fingerprint's messages */
+	uint32_t config;                  /* coll_fp.config: spec, seed, error feedback */
 	struct gx_codec *codec;
 	uint64_t step;
 	/* sharded-ef */
@@ -175,6 +178,8 @@ static gx_status_t handle_new(struct gx_comm *comm, struct gx_coll *s, struct gx
 		h->o = *o;
 	else
 		gx_compressed_opts_default(&h->o);
+	snprintf(h->spec, sizeof(h->spec), "%s", spec);
+	h->config = coll_config_hash(spec, h->o.seed, h->o.error_feedback);
 	gx_status_t st = create(h, spec);
 	if (st < 0) {
 		gx_allreduce_compressed_destroy(h);
@@ -260,7 +265,7 @@ static gx_status_t send_blocks(struct gx_allreduce_handle *h, struct sh_run *R, 
 		}
 		memcpy(p, enc + *cursor, b.bytes);
 		struct gx_desc d = { .coll_id = R->coll_id, .chunk = *k, .step = step,
-					.codec = (uint8_t)gx_codec_id(h->codec), .flags = 0, .aux = 0 };
+					.codec = (uint8_t)gx_codec_id(h->codec), .flags = 0, .aux = h->s->fp_hash };
 		if (*cursor + b.bytes >= len)
 			d.flags = GX_DESC_LAST;    /* no ACK_REQ, as ar_ack_flags */
 		if ((st = gx_net_commit(net, peer, &d, b.bytes)) < 0)
@@ -308,37 +313,11 @@ bad:
 	return GX_OK;
 }
 
-static gx_status_t wait_turn(struct gx_coll *s, uint32_t coll_id, gx_deliver_fn fn, void *arg, int progressed,
-			     uint64_t *start, uint64_t *idle_since, uint64_t *last_check)
-{
-	int got = coll_poll(s, coll_id, fn, arg);
-	if (got < 0)
-		return got;
-	if (got > 0 || progressed) {
-		*idle_since = 0;
-		return GX_OK;
-	}
-	uint64_t now = gx_now_ns();
-	if (!*start)
-		*start = now;
-	if (!*idle_since)
-		*idle_since = now;
-	if (now - *last_check >= 1000000ull) {
-		*last_check = now;
-		gx_status_t st = coll_check_peers(s, *start);
-		if (st < 0)
-			return st;
-	}
-	gx_idle_backoff(now - *idle_since);
-	return GX_OK;
-}
-
 /* One phase of the sharded exchange: send every other rank j, starting with the right neighbour so
  * that owners are not all hit at once, what this phase owes it (phase 0: the encoding of shard j;
  * phase 1: this owner's encoding), while receiving until *got reaches want. */
 static gx_status_t exchange_phase(struct gx_allreduce_handle *h, struct sh_run *R, uint16_t step,
-				  const uint32_t *got, uint32_t want, uint64_t *start, uint64_t *idle,
-				  uint64_t *chk)
+				  const uint32_t *got, uint32_t want, struct coll_wait *w)
 {
 	uint32_t n = h->n, me = h->rank, dst = 1, k = 0;
 	size_t cursor = 0;
@@ -361,7 +340,10 @@ static gx_status_t exchange_phase(struct gx_allreduce_handle *h, struct sh_run *
 		}
 		if (dst >= n && *got >= want)
 			break;
-		if ((st = wait_turn(h->s, R->coll_id, sh_deliver, R, progressed, start, idle, chk)) < 0)
+		int n_got = coll_poll(h->s, R->coll_id, sh_deliver, R);
+		if (n_got < 0)
+			return coll_explain(h->s, n_got);
+		if ((st = coll_wait_turn(h->s, w, n_got, progressed, AR_NO_PEER)) < 0)
 			return st;
 	}
 	return GX_OK;
@@ -391,7 +373,8 @@ static gx_status_t run_sharded(struct gx_allreduce_handle *h, float *buf, enum g
 			return st;
 		h->send_len[j] = len;
 	}
-	R.coll_id = coll_begin(s);
+	R.coll_id = coll_begin(s, &(struct coll_fp){ .count = h->count, .config = h->config,
+			.kind = COLL_COMPRESSED, .op = (uint8_t)op, .algo = (uint8_t)h->path }, h->spec);
 	size_t mine = h->nblocks[me];
 	memset(h->recv_bits, 0, ((size_t)n * mine + 64) / 64 * 8);
 	R.want0 = (uint32_t)((n - 1) * mine);
@@ -401,8 +384,8 @@ static gx_status_t run_sharded(struct gx_allreduce_handle *h, float *buf, enum g
 			R.want1 += (uint32_t)h->nblocks[j];
 
 	/* 2. send shard j to owner j, starting with the right neighbour so owners are not hit at once */
-	uint64_t start = 0, idle = 0, chk = 0;
-	if ((st = exchange_phase(h, &R, 0, &R.got0, R.want0, &start, &idle, &chk)) < 0)
+	struct coll_wait w = { 0 };
+	if ((st = exchange_phase(h, &R, 0, &R.got0, R.want0, &w)) < 0)
 		return st;
 
 	/* 3. owner: contributions in rank order, average, server encode with error feedback */
@@ -437,7 +420,7 @@ static gx_status_t run_sharded(struct gx_allreduce_handle *h, float *buf, enum g
 		return st;
 
 	/* 4. allgather of the owners' encodings */
-	if ((st = exchange_phase(h, &R, 1, &R.got1, R.want1, &start, &idle, &chk)) < 0)
+	if ((st = exchange_phase(h, &R, 1, &R.got1, R.want1, &w)) < 0)
 		return st;
 	gx_net_flush(s->net);
 	return GX_OK;
@@ -515,7 +498,8 @@ static gx_status_t run_ring(struct gx_allreduce_handle *h, float *buf, enum gx_r
 	struct ar_run r;
 	memset(&r, 0, sizeof(r));
 	r.s = h->s;
-	r.coll_id = coll_begin(h->s);
+	r.coll_id = coll_begin(h->s, &(struct coll_fp){ .count = h->count, .config = h->config,
+			.kind = COLL_COMPRESSED, .op = (uint8_t)op, .algo = (uint8_t)h->path }, h->spec);
 	r.rank = h->rank;
 	r.n = h->n;
 	r.buf = h->enc;

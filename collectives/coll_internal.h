@@ -21,10 +21,39 @@
 #define AR_NO_PEER UINT32_MAX
 #define GX_COLL_NONE 0u              /* coll_id of no collective (ids start at 1) */
 
+/* What a collective is, as every rank must call it.  A hash of it rides in the aux field of every
+ * DATA packet of the collective, and a packet whose hash is not the receiver's makes every rank fail
+ * at once naming the calls (instead of dropping the packets and waiting forever). */
+enum coll_kind { COLL_ALLREDUCE = 1, COLL_COMPRESSED = 2, COLL_THC_CODES = 3 };
+struct coll_fp {
+	uint64_t count;           /* elements */
+	uint32_t config;          /* hash of what else must agree (codec spec, seed, error feedback) */
+	uint8_t kind;             /* enum coll_kind */
+	uint8_t dtype;            /* 0: float32 */
+	uint8_t op;               /* enum gx_redop */
+	uint8_t algo;             /* enum gx_allreduce_algo, or the compressed path */
+};
+#define COLL_SPEC_LEN 23      /* codec spec carried in ABORT, for the message */
+
+/* What a collective's ABORT carries in gx_abort.info (reason GX_ABORT_COLL, detail = coll_id). */
+enum coll_fail { COLL_FAIL_MISMATCH = 1, COLL_FAIL_STALL = 2, COLL_FAIL_LEFT = 3 };
+struct coll_abort_info {
+	struct coll_fp fp;        /* the sender's call */
+	uint32_t their_hash;      /* mismatch: the fingerprint hash the culprit's packet carried */
+	uint32_t waited_ms;       /* stall */
+	uint8_t code;             /* enum coll_fail */
+	char spec[COLL_SPEC_LEN];
+};
+_Static_assert(sizeof(struct coll_abort_info) <= sizeof(((struct gx_abort *)0)->info), "fits an ABORT");
+
 struct gx_coll {
 	struct gx_net *net;
 	uint32_t rank, size;
 	uint32_t last_id;         /* id of the last collective begun (0 before the first) */
+	struct coll_fp fp;        /* ... and what it is */
+	uint32_t fp_hash;
+	char spec[COLL_SPEC_LEN]; /* its codec spec, "" for none (messages only) */
+	uint64_t stall_ns;        /* gx_net_stall_timeout_ms */
 	/* stash: records {struct stash_rec, payload} back to back */
 	unsigned char *stash;
 	size_t stash_len, stash_cap, stash_limit;
@@ -38,16 +67,31 @@ struct gx_coll {
 	size_t tmp_cap;
 };
 
-/* Next collective id (identical on every rank); queues the stashed packets of it for replay. */
-uint32_t coll_begin(struct gx_coll *s);
+/* Next collective id (identical on every rank), for a collective described by fp and its codec spec
+ * (NULL: none); queues the stashed packets of it for replay.  Senders put s->fp_hash in every DATA
+ * packet's aux. */
+uint32_t coll_begin(struct gx_coll *s, const struct coll_fp *fp, const char *spec);
+/* The hash of a codec configuration for coll_fp.config. */
+uint32_t coll_config_hash(const char *spec, uint64_t seed, int error_feedback);
 /* One turn: replay queued stash entries of coll_id to fn, then one gx_net_poll turn; DATA of coll_id
  * goes to fn, DATA of later collectives into the stash (all of them when coll_id is GX_COLL_NONE).
  * Returns packets handed to fn (>= 0) or a negative status. */
 int coll_poll(struct gx_coll *s, uint32_t coll_id, gx_deliver_fn fn, void *arg);
 /* Make *p hold at least `need` bytes (keeps the contents).  GX_ERR_NOMEM with a message. */
 gx_status_t coll_grow(void **p, size_t *cap, size_t need);
-/* Wait for idle peers: GX_ERR_PEER naming a rank not heard from since `since_ns` within the timeout. */
-gx_status_t coll_check_peers(struct gx_coll *s, uint64_t since_ns);
+/* Waiting in a collective: call coll_wait_turn after every poll turn with what it delivered and
+ * whether this rank sent anything.  Idle, it checks (every millisecond) that every peer is alive
+ * (GX_ERR_PEER naming a dead one), that `waiting_for` (AR_NO_PEER: unknown) has not left the job
+ * (GX_ERR_MISMATCH: ranks ran different numbers of collectives) and that data came within the stall
+ * timeout (GX_ERR_TIMEOUT naming whom it waits for); it spins a while, then backs off. */
+struct coll_wait {
+	uint64_t start, idle_since, last_check, last_data;
+};
+gx_status_t coll_wait_turn(struct gx_coll *s, struct coll_wait *w, int got, int progressed, uint32_t waiting_for);
+/* A collective's poll failed with st: when the failure is (or came from) a collective mismatch or
+ * stall, gather the other ranks' ABORTs for a moment and return the status with a message naming
+ * the ranks and their calls; else st unchanged. */
+gx_status_t coll_explain(struct gx_coll *s, gx_status_t st);
 
 /* The collective state of a communicator, created on first use; call it on the thread that makes
  * progress (inside gx_comm_run). */

@@ -14,6 +14,7 @@
  *    Integer sums do not depend on order, so all ranks end bit-identical.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -251,7 +252,11 @@ gx_status_t thc_allreduce(struct thc *t, struct gx_coll *s, float *buf, int op, 
 		struct ar_run r;
 		memset(&r, 0, sizeof(r));
 		r.s = s;
-		r.coll_id = coll_begin(s);
+		char spec[COLL_SPEC_LEN];
+		snprintf(spec, sizeof(spec), "thc:bits=%u%s", t->bits, t->rotate ? ",rotate" : "");
+		r.coll_id = coll_begin(s, &(struct coll_fp){ .count = t->count,
+				.config = coll_config_hash(spec, t->seed, 0), .kind = COLL_THC_CODES,
+				.op = (uint8_t)op }, spec);
 		r.rank = t->rank;
 		r.n = t->n;
 		r.buf = (unsigned char *)t->q;

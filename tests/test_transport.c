@@ -1106,7 +1106,7 @@ static int abort_rank(struct rank_ctx *x, void *arg)
 		int r = gx_net_poll(x->net, discard_fn, NULL);
 		uint64_t now = gx_now_ns();
 		if (r < 0) {
-			CHECK(x, r == GX_ERR_PEER && strstr(gx_last_error(), "peer rank 1 aborted"), "%d: %s", r,
+			CHECK(x, r == GX_ERR_PEER && strstr(gx_last_error(), "peer rank 1 stopped on an error and aborted the job"), "%d: %s", r,
 			      gx_last_error());
 			CHECK(x, now - start < 1000000000ull, "ABORT took %llu ms", (unsigned long long)(now - start) / 1000000);
 			return 0;

@@ -125,7 +125,7 @@ static const struct gx_option net_opts[] = {
 	{ "mtu", GX_OPT_U32, OFF(mtu), "1500", "link MTU in bytes, 576..65535 (9000 for jumbo frames)", NULL, check_mtu },
 	{ "window", GX_OPT_U32, OFF(window), "256", "packets in flight per peer, 64..32768 (rounded up to a power of two)", NULL, check_window },
 	{ "peer-timeout-ms", GX_OPT_U32, OFF(peer_timeout_ms), "10000", "a peer silent this long (ms, 10..86400000) is reported dead", NULL, check_peer_timeout },
-	{ "stall-timeout-ms", GX_OPT_U32, OFF(stall_timeout_ms), "120000", "a collective that receives nothing this long while its peers are alive fails, naming the rank it waits for", NULL, NULL },
+	{ "stall-timeout-ms", GX_OPT_U32, OFF(stall_timeout_ms), "120000", "a collective that receives nothing this long while its peers are alive fails, naming the rank it waits for (0: never)", NULL, NULL },
 	{ "rto-min-us", GX_OPT_U32, OFF(rto_min_us), "200", "retransmission timeout floor (us, 1..1000000)", NULL, check_rto_min },
 	{ "fault-drop", GX_OPT_PROB, OFF(fault.drop), "0", "fault injection: drop probability", NULL, NULL },
 	{ "fault-dup", GX_OPT_PROB, OFF(fault.dup), "0", "fault injection: duplicate probability", NULL, NULL },

@@ -45,6 +45,8 @@ struct gx_transport_opts {
 	uint32_t mtu;             /* link MTU in bytes; payload = mtu - headers */
 	uint32_t window;          /* packets in flight per peer */
 	uint32_t peer_timeout_ms; /* no progress for this long -> GX_ERR_PEER naming the peer */
+	uint32_t stall_timeout_ms;/* a collective that receives nothing for this long while its peers
+				   * are alive fails naming the rank it waits for (collectives read it) */
 	uint32_t rto_min_us;      /* floor of the retransmission timeout */
 	struct gx_fault fault;
 	uint32_t first_psn;       /* sequence number of the first DATA packet each way (all ranks must
@@ -150,15 +152,51 @@ GX_API int gx_net_poll(struct gx_net *n, gx_deliver_fn fn, void *arg);
 /* Hand queued packets to the backend now (gx_net_poll does this first thing anyway). */
 GX_API void gx_net_flush(struct gx_net *n);
 
-/* Fail fast: send ABORT to every connected peer; their gx_net_poll then returns GX_ERR_PEER
- * ("peer rank R aborted") instead of waiting for the peer timeout. */
+/* Why a rank gives up, as its ABORT packet tells every peer: each survivor names the rank at fault,
+ * not the rank that passed the news on (a rank that fails because of a received ABORT relays the
+ * original cause). */
+enum gx_abort_reason {
+	GX_ABORT_ERROR = 0,      /* an error of its own (its output says which) */
+	GX_ABORT_SIGNAL = 1,     /* stopped by a signal; detail = the signal number */
+	GX_ABORT_DEAD = 2,       /* `rank` made no progress for detail ms: dead, stopped or cut off */
+	GX_ABORT_COLL = 3,       /* a collective failed; info and detail are the collective layer's */
+	GX_ABORT_LEFT = 4,       /* not a failure: `rank` finished and closed its net (gx_net_destroy) */
+};
+struct gx_abort {
+	uint8_t reason;           /* enum gx_abort_reason */
+	uint8_t pad[3];
+	uint32_t rank;            /* the rank at fault */
+	uint32_t detail;
+	uint32_t from;            /* the rank that found the failure (kept when a rank passes it on) */
+	uint8_t info[48];
+};
+
+/* Fail fast: send ABORT carrying why this net failed (gx_net_fail, a dead peer, a signal, a received
+ * ABORT; else GX_ABORT_ERROR) to every connected peer; their gx_net_poll then fails at once with a
+ * message naming the rank at fault instead of waiting for the peer timeout.  gx_net_destroy does it
+ * itself after a failure. */
 GX_API void gx_net_abort(struct gx_net *n);
+/* Send this ABORT to every connected peer (gx_net_abort sends the net's own reason). */
+GX_API void gx_net_send_abort(struct gx_net *n, const struct gx_abort *why);
+/* Record that this net failed: every later poll returns `status` with the message, and a later
+ * gx_net_abort tells the peers `why` (why->from is set to this rank).  The first failure stays. */
+GX_API gx_status_t gx_net_fail(struct gx_net *n, gx_status_t status, const struct gx_abort *why,
+			       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Why the net failed: GX_OK and *why when it has (its own failure or a received ABORT), else
+ * GX_ERR_INVAL. */
+GX_API gx_status_t gx_net_failure(const struct gx_net *n, struct gx_abort *why);
+/* The last ABORT `peer` sent about a failure it found itself (a->from == peer), else the first one it
+ * passed on: 1 and *a, or 0 when none came. */
+GX_API int gx_net_peer_abort(const struct gx_net *n, uint32_t peer, struct gx_abort *a);
+/* 1 when `peer` closed its net after finishing (sent GX_ABORT_LEFT): nothing more will come from it. */
+GX_API int gx_net_peer_left(const struct gx_net *n, uint32_t peer);
 
 /* Packets not yet acknowledged, over all peers (0 = everything sent has arrived). */
 GX_API uint32_t gx_net_inflight(const struct gx_net *n);
 
 /* Raise GX_ERR_PEER if `peer` has not been heard from (any packet) since `since_ns` for longer than
- * the peer timeout.  Collectives call this for the peers they are waiting on. */
+ * the peer timeout.  Collectives call this for the peers they are waiting on.  A peer that left
+ * cleanly (gx_net_peer_left) is not dead: GX_OK. */
 GX_API gx_status_t gx_net_check_peer(struct gx_net *n, uint32_t peer, uint64_t since_ns);
 
 GX_API GX_API void gx_net_peer_counters(const struct gx_net *n, uint32_t peer, struct gx_peer_counters *c);
@@ -171,6 +209,7 @@ GX_API uint32_t gx_net_nranks(const struct gx_net *n);
 GX_API gx_status_t gx_net_set_identity(struct gx_net *n, uint64_t job, uint32_t incarnation);
 GX_API void gx_net_identity(const struct gx_net *n, uint64_t *job, uint32_t *incarnation);
 GX_API const char *gx_net_backend_name(const struct gx_net *n);
+GX_API uint32_t gx_net_stall_timeout_ms(const struct gx_net *n);
 
 /* The device the backend sends through: a PCI address (*is_pci = 1) or an interface name;
  * GX_ERR_NODEV when it has none (loopback, in-process).  The engine is pinned near it. */

@@ -13,15 +13,13 @@
  *
  * Common path cost: no allocation (a peer's send ring is allocated on the first send to it), no
  * clock_gettime (the TSC), one backend receive burst per poll and transmits batched into bursts. */
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <errno.h>
-#include <string.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "gx_signal.h"
 
 #include "net_internal.h"
 #include "transport_internal.h"
@@ -110,6 +108,8 @@ gx_status_t gx_net_create(const struct gx_transport_opts *opts, struct gx_net **
 	if (n->max_sack_words > n->window / 64)
 		n->max_sack_words = n->window / 64;
 	n->ctrl_bytes = (uint32_t)sizeof(struct gx_hdr) + 8 * n->max_sack_words + n->trailer;
+	if (n->ctrl_bytes < sizeof(struct gx_hdr) + sizeof(struct gx_abort) + n->trailer)
+		n->ctrl_bytes = (uint32_t)(sizeof(struct gx_hdr) + sizeof(struct gx_abort)) + n->trailer;
 	n->peer = calloc(n->nranks, sizeof(*n->peer));
 	n->conn = calloc(n->nranks, sizeof(*n->conn));
 	n->ack_list = calloc(n->nranks, sizeof(*n->ack_list));
@@ -132,6 +132,7 @@ gx_status_t gx_net_create(const struct gx_transport_opts *opts, struct gx_net **
 		       n->window / 4 > ACK_EVERY_MAX ? ACK_EVERY_MAX : n->window / 4;
 	n->scan_period = n->rto_min / 2;
 	n->peer_timeout_ms = o->peer_timeout_ms;
+	n->stall_timeout_ms = o->stall_timeout_ms;
 	n->first_psn = o->first_psn;
 	n->peer_timeout = us_to_tsc(n, (uint64_t)n->peer_timeout_ms * 1000);
 	n->heartbeat = n->peer_timeout / 4;
@@ -216,6 +217,11 @@ gx_status_t gx_net_set_identity(struct gx_net *n, uint64_t job, uint32_t incarna
 struct gx_backend *gx_net_backend(struct gx_net *n)
 {
 	return n->be;
+}
+
+uint32_t gx_net_stall_timeout_ms(const struct gx_net *n)
+{
+	return n->stall_timeout_ms;
 }
 
 const char *gx_net_backend_name(const struct gx_net *n)
@@ -393,9 +399,25 @@ static inline struct gx_peer_counters *bad_counters(struct gx_net *n, uint32_t b
 	return bpeer < n->nranks ? &n->peer[bpeer].c : &n->unattributed;
 }
 
+/* An ABORT's payload names ranks that exist and a known reason; only the sender itself can say it
+ * left, was stopped by a signal or failed on its own. */
+static bool abort_valid(const struct gx_net *n, uint32_t src, const uint8_t *pl, uint32_t len)
+{
+	struct gx_abort a;
+
+	if (len != sizeof(a))
+		return false;
+	memcpy(&a, pl, sizeof(a));
+	if (a.reason > GX_ABORT_LEFT || a.rank >= n->nranks || a.from >= n->nranks)
+		return false;
+	if ((a.reason == GX_ABORT_LEFT || a.reason == GX_ABORT_SIGNAL) && (a.rank != src || a.from != src))
+		return false;
+	return true;
+}
+
 /* One received datagram.  Validates everything before any byte reaches the caller. */
 static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint32_t bpeer, uint64_t now,
-			  gx_deliver_fn fn, void *arg, int *delivered)
+			  gx_deliver_fn fn, void *arg, int *delivered, bool ctrl_only)
 {
 	const struct gx_hdr *h = (const struct gx_hdr *)d;
 
@@ -445,13 +467,16 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 		n->unattributed.dropped++;
 		return GX_OK;
 	}
+	if (ctrl_only && (h->type == GX_PKT_DATA || h->type == GX_PKT_RAW))
+		return GX_OK;           /* left unacknowledged: the sender will send it again */
 	if (h->type == GX_PKT_RAW) {
 		p->last_rx_tsc = now;
 		(*delivered)++;
 		return fn(arg, src, GX_HDR_DESC(h), d + sizeof(*h), h->len);
 	}
 	/* ack_psn must lie within what we have sent. */
-	if (psn_diff(h->ack_psn, p->next_psn) > 0 || (h->type == GX_PKT_ACK && (h->len & 7))) {
+	if (psn_diff(h->ack_psn, p->next_psn) > 0 || (h->type == GX_PKT_ACK && (h->len & 7)) ||
+	    (h->type == GX_PKT_ABORT && !abort_valid(n, src, d + sizeof(*h), h->len))) {
 		p->c.malformed++;
 		return GX_OK;
 	}
@@ -569,9 +594,11 @@ static gx_status_t rx_one(struct gx_net *n, const uint8_t *d, uint32_t len, uint
 			p->ack_now = 1;
 		}
 		return GX_OK;
-	case GX_PKT_ABORT:
-		p->aborted = 1;
-		return net_peer_error(n, src, "peer rank %u aborted the job (it sent ABORT)", src);
+	case GX_PKT_ABORT: {
+		struct gx_abort a;
+		memcpy(&a, d + sizeof(*h), sizeof(a));
+		return net_abort_received(n, src, &a);
+	}
 	}
 	return GX_OK;
 }
@@ -583,7 +610,7 @@ static gx_status_t drain_delayed(struct gx_net *n, uint64_t now, gx_deliver_fn f
 	gx_status_t st = GX_OK;
 
 	while (st >= 0 && (h = net_fault_delay_pop(n, now)))
-		st = rx_one(n, h->data, h->len, h->peer, now, fn, arg, delivered);
+		st = rx_one(n, h->data, h->len, h->peer, now, fn, arg, delivered, false);
 	return st;
 }
 
@@ -596,6 +623,9 @@ int gx_net_poll(struct gx_net *n, gx_deliver_fn fn, void *arg)
 
 	if (!fn)
 		return gx_error(GX_ERR_INVAL, "gx_net_poll: a deliver function is required (DATA would be lost)");
+	int sig = gx_interrupted();
+	if (__builtin_expect(sig != 0, 0) && !n->interrupted)
+		return net_interrupted(n, sig);
 	if (now - n->last_poll > n->pause_min)
 		net_discount_pause(n, now);
 	n->last_poll = now;
@@ -613,10 +643,14 @@ int gx_net_poll(struct gx_net *n, gx_deliver_fn fn, void *arg)
 		if (st >= 0)
 			st = drain_delayed(n, now, fn, arg, &delivered);
 	} else {
-		/* After a deliver error the rest of the burst is released unseen: unacknowledged, so the
-		 * senders retransmit it and nothing is lost. */
-		for (uint16_t i = 0; i < k && st >= 0; i++)
-			st = rx_one(n, m[i].data, m[i].len, m[i].peer, now, fn, arg, &delivered);
+		/* After an error the rest of the burst's DATA is released unseen: unacknowledged, so the
+		 * senders retransmit it and nothing is lost.  Its control packets are still taken (they are
+		 * not retransmitted): the ABORTs of several ranks often arrive in one burst. */
+		for (uint16_t i = 0; i < k; i++) {
+			gx_status_t s1 = rx_one(n, m[i].data, m[i].len, m[i].peer, now, fn, arg, &delivered, st < 0);
+			if (st >= 0)
+				st = s1;
+		}
 	}
 	if (k)
 		n->ops->rx_release(n->be, m, k);
@@ -727,6 +761,18 @@ void gx_net_destroy(struct gx_net *n)
 			if (n->peer[n->ack_list[i]].ack_pending)
 				net_send_ack(n, n->ack_list[i], gx_tsc());
 		n->nack = 0;
+		/* Tell the peers how this net ends: after a failure, why (unless gx_net_abort already
+		 * did); after a clean finish whose data all arrived, that this rank left, so a peer still
+		 * waiting for it (it ran more collectives) fails at once instead of after the timeouts. */
+		if (n->sticky < 0) {
+			if (!n->abort_sent)
+				gx_net_abort(n);
+		} else if (!n->inflight) {
+			struct gx_abort left = { .reason = GX_ABORT_LEFT, .rank = n->rank, .from = n->rank };
+			for (uint32_t i = 0; i < n->nconn; i++)
+				if (!n->peer[n->conn[i]].left && !n->peer[n->conn[i]].dead)
+					net_send_abort(n, n->conn[i], &left, gx_tsc());
+		}
 		net_tx_flush(n, gx_tsc());
 		n->ops->destroy(n->be);
 	}

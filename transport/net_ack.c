@@ -61,12 +61,13 @@ gx_status_t net_scan(struct gx_net *n, uint64_t now)
 	for (uint32_t i = 0; i < n->nconn; i++) {
 		uint32_t peer = n->conn[i];
 		struct peer *p = &n->peer[peer];
-		if (p->dead)
+		if (p->dead || p->left)
 			continue;
 		if (p->next_psn != p->una) {
 			if (now - p->last_progress_tsc > n->peer_timeout) {
 				struct tx_slot *s = &p->slot[p->una & n->wmask];
-				st = net_peer_error(n, peer,
+				st = net_peer_error(n, peer, &(struct gx_abort){ .reason = GX_ABORT_DEAD,
+					.rank = peer, .detail = n->peer_timeout_ms, .from = n->rank },
 					"peer rank %u made no progress for %u ms: %u packets unacknowledged "
 					"(psn %u..%u, oldest sent %u times), last heard from %u ms ago; is it "
 					"alive and polling?", peer, n->peer_timeout_ms, p->next_psn - p->una,

@@ -65,7 +65,9 @@ struct tx_slot {
 };
 
 struct peer {
-	uint8_t connected, dead, aborted, ack_listed;
+	uint8_t connected, dead, left, ack_listed;
+	uint8_t has_abort;
+	struct gx_abort abort;          /* the last ABORT it sent us */
 	uint8_t ack_pending, ack_now, need_sack;
 	uint8_t ack_orig;               /* next ACK may carry GX_F_ECHO_ORIG */
 	/* send side */
@@ -119,8 +121,11 @@ struct gx_net {
 	uint64_t last_poll, pause_min;  /* discount_pause() */
 	uint32_t peer_timeout_ms;
 	uint32_t first_psn;
-	gx_status_t sticky;             /* a peer error, returned by every later poll */
+	gx_status_t sticky;             /* the net's failure, returned by every later poll */
 	char sticky_msg[400];
+	struct gx_abort why;            /* what ABORT tells the peers about it */
+	bool abort_sent, interrupted;
+	uint32_t stall_timeout_ms;
 
 	/* fault injection */
 	bool fault_tx, fault_delay;
@@ -223,8 +228,14 @@ static inline void net_seal(const struct gx_net *n, struct gx_hdr *h, uint32_t p
 }
 
 /* ---- net_liveness.c ---- */
-gx_status_t net_peer_error(struct gx_net *n, uint32_t peer, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+gx_status_t net_peer_error(struct gx_net *n, uint32_t peer, const struct gx_abort *why, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* An ABORT from src (payload already length-checked): take its news. */
+gx_status_t net_abort_received(struct gx_net *n, uint32_t src, const struct gx_abort *a);
+/* gx_interrupt() was called: fail with GX_ERR_INTERRUPTED and tell the peers. */
+gx_status_t net_interrupted(struct gx_net *n, int signo);
+/* Send ABORT carrying `why` to one peer (twice: control packets are not retransmitted). */
+void net_send_abort(struct gx_net *n, uint32_t peer, const struct gx_abort *why, uint64_t now);
 gx_status_t net_dead_peer_status(struct gx_net *n, uint32_t peer);
 void net_discount_pause(struct gx_net *n, uint64_t now);
 

@@ -6,16 +6,46 @@
 
 #include "net_internal.h"
 
-gx_status_t net_peer_error(struct gx_net *n, uint32_t peer, const char *fmt, ...)
+static gx_status_t net_vfail(struct gx_net *n, gx_status_t status, const struct gx_abort *why,
+			     const char *fmt, va_list ap)
+{
+	if (n->sticky >= 0) {           /* the first failure is the one that explains the rest */
+		vsnprintf(n->sticky_msg, sizeof(n->sticky_msg), fmt, ap);
+		n->sticky = status;
+		n->why = *why;
+	}
+	return gx_error(n->sticky, "%s", n->sticky_msg);
+}
+
+gx_status_t gx_net_fail(struct gx_net *n, gx_status_t status, const struct gx_abort *why, const char *fmt, ...)
+{
+	struct gx_abort w = *why;
+	va_list ap;
+
+	w.from = n->rank;
+	va_start(ap, fmt);
+	gx_status_t st = net_vfail(n, status < 0 ? status : GX_ERR_PEER, &w, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
+gx_status_t gx_net_failure(const struct gx_net *n, struct gx_abort *why)
+{
+	if (n->sticky >= 0)
+		return GX_ERR_INVAL;
+	*why = n->why;
+	return GX_OK;
+}
+
+gx_status_t net_peer_error(struct gx_net *n, uint32_t peer, const struct gx_abort *why, const char *fmt, ...)
 {
 	va_list ap;
 
 	n->peer[peer].dead = 1;
 	va_start(ap, fmt);
-	vsnprintf(n->sticky_msg, sizeof(n->sticky_msg), fmt, ap);
+	gx_status_t st = net_vfail(n, GX_ERR_PEER, why, fmt, ap);
 	va_end(ap);
-	n->sticky = GX_ERR_PEER;
-	return gx_error(GX_ERR_PEER, "%s", n->sticky_msg);
+	return st;
 }
 
 gx_status_t net_dead_peer_status(struct gx_net *n, uint32_t peer)
@@ -23,6 +53,67 @@ gx_status_t net_dead_peer_status(struct gx_net *n, uint32_t peer)
 	if (n->sticky < 0)
 		return gx_error(n->sticky, "%s", n->sticky_msg);
 	return gx_error(GX_ERR_PEER, "peer rank %u is dead or aborted", peer);
+}
+
+static const char *signal_name(uint32_t signo)
+{
+	return signo == 2 ? "SIGINT" : signo == 15 ? "SIGTERM" : signo == 9 ? "SIGKILL" : "a signal";
+}
+
+gx_status_t net_abort_received(struct gx_net *n, uint32_t src, const struct gx_abort *a)
+{
+	struct gx_abort w = *a;       /* from: who found the failure (src may be passing it on) */
+	struct peer *p = &n->peer[src];
+
+	if (a->from == src || !p->has_abort) {   /* a peer's own news is not overwritten by a relay */
+		p->abort = w;
+		p->has_abort = 1;
+	}
+	if (a->reason == GX_ABORT_LEFT) {
+		/* It finished: everything it sends arrived (it waits for its ACKs before it says so), and
+		 * what we still had in flight to it is of no use to it any more. */
+		p->left = 1;
+		n->inflight -= p->next_psn - p->una;
+		p->una = p->next_psn;
+		return GX_OK;
+	}
+	switch (a->reason) {
+	case GX_ABORT_SIGNAL:
+		return net_peer_error(n, src, &w, "peer rank %u was stopped by %s and aborted the job", src,
+				      signal_name(a->detail));
+	case GX_ABORT_DEAD:
+		if (a->rank == n->rank)
+			return net_peer_error(n, src, &w, "peer rank %u heard nothing from this rank for %u ms and "
+					      "aborted the job: was this rank stopped or cut off?", a->from, a->detail);
+		if (a->rank != src)
+			n->peer[a->rank].dead = 1;
+		return net_peer_error(n, src, &w, "peer rank %u is dead: rank %u heard nothing from it for %u ms "
+				      "and aborted the job", a->rank, a->from, a->detail);
+	case GX_ABORT_COLL:
+		return net_peer_error(n, src, &w, "peer rank %u aborted the job: a collective failed at rank %u",
+				      src, a->rank);
+	default:
+		if (a->rank != src && a->rank < n->nranks)
+			return net_peer_error(n, src, &w, "peer rank %u aborted the job after rank %u failed (see "
+					      "rank %u's output)", src, a->rank, a->rank);
+		return net_peer_error(n, src, &w, "peer rank %u stopped on an error and aborted the job (see its "
+				      "output)", src);
+	}
+}
+
+gx_status_t net_interrupted(struct gx_net *n, int signo)
+{
+	struct gx_abort why = { .reason = GX_ABORT_SIGNAL, .rank = n->rank, .detail = (uint32_t)signo,
+				.from = n->rank };
+	n->interrupted = true;
+	if (n->sticky >= 0) {
+		n->sticky = GX_ERR_INTERRUPTED;
+		n->why = why;
+		snprintf(n->sticky_msg, sizeof(n->sticky_msg), "rank %u interrupted by %s: told its peers and "
+			 "stopped", n->rank, signal_name((uint32_t)signo));
+	}
+	gx_net_abort(n);
+	return gx_error(n->sticky, "%s", n->sticky_msg);
 }
 
 static inline void unpause(uint64_t *t, uint64_t from, uint64_t gap, uint64_t now)
@@ -65,6 +156,8 @@ gx_status_t gx_net_check_peer(struct gx_net *n, uint32_t peer, uint64_t since_ns
 	struct peer *p = &n->peer[peer];
 	if (p->dead)
 		return net_dead_peer_status(n, peer);
+	if (p->left)
+		return GX_OK;
 	uint64_t now = gx_tsc();
 	/* since_ns on the TSC time line */
 	int64_t since_rel = (int64_t)(since_ns - n->ns0);
@@ -73,20 +166,42 @@ gx_status_t gx_net_check_peer(struct gx_net *n, uint32_t peer, uint64_t since_ns
 	if ((int64_t)(since_tsc - heard) > 0)
 		heard = since_tsc;
 	if ((int64_t)(now - heard) > (int64_t)n->peer_timeout)
-		return net_peer_error(n, peer, "peer rank %u made no progress for %u ms: nothing heard from it "
+		return net_peer_error(n, peer, &(struct gx_abort){ .reason = GX_ABORT_DEAD, .rank = peer,
+				      .detail = n->peer_timeout_ms, .from = n->rank },
+				      "peer rank %u made no progress for %u ms: nothing heard from it "
 				  "(last packet %u ms ago; %u packets of ours unacknowledged); is it alive and "
 				  "polling?", peer, n->peer_timeout_ms, tsc_to_us(n, now - p->last_rx_tsc) / 1000,
 				  p->next_psn - p->una);
 	return GX_OK;
 }
 
-void gx_net_abort(struct gx_net *n)
+int gx_net_peer_abort(const struct gx_net *n, uint32_t peer, struct gx_abort *a)
+{
+	if (peer >= n->nranks || !n->peer[peer].has_abort)
+		return 0;
+	*a = n->peer[peer].abort;
+	return 1;
+}
+
+int gx_net_peer_left(const struct gx_net *n, uint32_t peer)
+{
+	return peer < n->nranks && n->peer[peer].left;
+}
+
+void gx_net_send_abort(struct gx_net *n, const struct gx_abort *why)
 {
 	uint64_t now = gx_tsc();
 
-	for (uint32_t i = 0; i < n->nconn; i++) {
-		net_send_ctrl(n, n->conn[i], GX_PKT_ABORT, 0, now);
-		net_send_ctrl(n, n->conn[i], GX_PKT_ABORT, 0, now);   /* twice: it is not retransmitted */
-	}
+	n->abort_sent = true;
+	for (uint32_t i = 0; i < n->nconn; i++)
+		if (!n->peer[n->conn[i]].left)
+			net_send_abort(n, n->conn[i], why, now);
 	net_tx_flush(n, now);
+}
+
+void gx_net_abort(struct gx_net *n)
+{
+	struct gx_abort why = { .reason = GX_ABORT_ERROR, .rank = n->rank, .from = n->rank };
+
+	gx_net_send_abort(n, n->sticky < 0 ? &n->why : &why);
 }

@@ -132,6 +132,22 @@ void net_send_ack(struct gx_net *n, uint32_t peer, uint64_t now)
 	txq_push(n, peer, 0, b, (uint32_t)sizeof(*h) + 8 * words + n->trailer, TXQ_CTRL);
 }
 
+void net_send_abort(struct gx_net *n, uint32_t peer, const struct gx_abort *why, uint64_t now)
+{
+	for (int copy = 0; copy < 2; copy++) {
+		uint8_t *b = net_ctrl_alloc(n, now);
+		if (!b)
+			return;
+		struct gx_hdr *h = (struct gx_hdr *)b;
+		hdr_init(n, h, GX_PKT_ABORT);
+		h->ack_psn = n->peer[peer].rcv_nxt;
+		h->len = (uint16_t)sizeof(*why);
+		memcpy(h + 1, why, sizeof(*why));
+		net_seal(n, h, n->auth ? 0 : gx_crc32c(h + 1, h->len, 0));
+		txq_push(n, peer, 0, b, (uint32_t)sizeof(*h) + h->len + n->trailer, TXQ_CTRL);
+	}
+}
+
 void net_send_ctrl(struct gx_net *n, uint32_t peer, uint8_t type, uint8_t flags, uint64_t now)
 {
 	uint8_t *b = net_ctrl_alloc(n, now);
