@@ -465,11 +465,11 @@ static void test_config_ranges(void)
 	CU_ASSERT_EQUAL(gx_comm_opts_default(&o), GX_OK);
 }
 
-/* ---- scripts/gx-run ---------------------------------------------------------------------------- */
+/* ---- gx-run (apps/gx-run) ---------------------------------------------------------------------- */
 static int run_script(const char *args, char *out, size_t outlen)
 {
 	char cmd[1024], path[512], self[512], store[512];
-	gx_test_path(path, sizeof(path), 0, "scripts/gx-run");
+	gx_test_path(path, sizeof(path), 1, "apps/gx-run");
 	gx_test_path(store, sizeof(store), 1, "apps/gx-store");
 	setenv("GX_STORE_BIN", store, 1);   /* this build's gx-store, not another build dir's */
 	gx_test_path(self, sizeof(self), 1, "tests/test_runtime");
@@ -563,7 +563,7 @@ static void test_gx_run_netns(void)
 }
 
 static CU_TestInfo netns_tests[] = {
-	{ "scripts/gx-run --netns: one rank per namespace host", test_gx_run_netns },
+	{ "gx-run --netns: one rank per namespace host", test_gx_run_netns },
 	CU_TEST_INFO_NULL,
 };
 
@@ -588,7 +588,7 @@ static CU_TestInfo config_tests[] = {
 static CU_TestInfo comm_tests[] = {
 	{ "1..5 ranks over udp, app progress", test_ranks_app },
 	{ "2 and 5 ranks over udp, engine threads", test_ranks_thread },
-	{ "scripts/gx-run: ranks, external store, statuses, timeout, bad flags", test_gx_run },
+	{ "gx-run: ranks, external store, statuses, timeout, bad flags", test_gx_run },
 	CU_TEST_INFO_NULL,
 };
 
