@@ -33,6 +33,7 @@
 
 #include "gx_build_config.h"
 #include "gx_rng.h"
+#include "gx_signal.h"
 #include "gx_test.h"
 #include "gx_time.h"
 #include "gx_backend.h"
@@ -1122,6 +1123,42 @@ static void test_abort(void)
 	CU_ASSERT_EQUAL(run_ranks(2, NULL, abort_rank, NULL, NULL, 20), 0);
 }
 
+/* Rank 1 gets SIGINT (gx_stop_on_signals' handler) while it sends: its next poll fails with
+ * GX_ERR_INTERRUPTED, and rank 0 learns within a second that rank 1 was stopped by SIGINT. */
+static int interrupt_rank(struct rank_ctx *x, void *arg)
+{
+	(void)arg;
+	x->fn = discard_fn;
+	CHECK(x, gx_stop_on_signals() == GX_OK, "gx_stop_on_signals: %s", gx_last_error());
+	if (barrier(x))
+		return 1;
+	uint64_t start = gx_now_ns(), idle = start;
+	if (x->rank == 1)
+		raise(SIGINT);
+	for (;;) {
+		int r = gx_net_poll(x->net, discard_fn, NULL);
+		uint64_t now = gx_now_ns();
+		if (r < 0) {
+			if (x->rank == 1)
+				CHECK(x, r == GX_ERR_INTERRUPTED && strstr(gx_last_error(), "interrupted by SIGINT"),
+				      "%d: %s", r, gx_last_error());
+			else
+				CHECK(x, r == GX_ERR_PEER && strstr(gx_last_error(), "peer rank 1 was stopped by SIGINT"),
+				      "%d: %s", r, gx_last_error());
+			CHECK(x, now - start < 1000000000ull, "took %llu ms", (unsigned long long)(now - start) / 1000000);
+			return 0;
+		}
+		if (now - start > 5000000000ull)
+			FAILF(x, "no failure within 5 s");
+		gx_idle_backoff(now - idle);
+	}
+}
+
+static void test_interrupt(void)
+{
+	CU_ASSERT_EQUAL(run_ranks(2, NULL, interrupt_rank, NULL, NULL, 20), 0);
+}
+
 /* Garbage and foreign frames injected during a transfer: counted exactly, never delivered. */
 #define GARBAGE_ROUNDS 20
 #define GARBAGE_PER_ROUND 14             /* see inject_garbage */
@@ -1340,6 +1377,7 @@ static CU_TestInfo cases[] = {
 	{ "killed peer named while sending to it", test_killed_peer_sending },
 	{ "killed peer named while waiting for it (heartbeats keep an idle peer alive)", test_killed_peer_waiting },
 	{ "ABORT fails the peer fast", test_abort },
+	{ "SIGINT: the rank stops, its peer is told why", test_interrupt },
 	CU_TEST_INFO_NULL,
 };
 
