@@ -4,6 +4,7 @@
  * whatever gx-run inherited; the environment, the output prefixes, the per-job store secret; bad
  * flags.  The multi-rank cases run `gx-bench allreduce` over udp on loopback with
  * GX_PEER_TIMEOUT_MS=2000. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -185,10 +186,34 @@ static int gone(pid_t pid)
 	return paren && paren[1] == ' ' && paren[2] == 'Z';
 }
 
-/* The process group holds nothing that still runs. */
+/* No process of group pgid still runs (zombies whose new parent has not reaped them yet do not). */
 static int group_gone(pid_t pgid)
 {
-	return pgid > 0 && kill(-pgid, 0) < 0 && errno == ESRCH;
+	DIR *proc = opendir("/proc");
+	struct dirent *e;
+	int running = 0;
+
+	if (pgid <= 0 || !proc)
+		return 0;
+	while ((e = readdir(proc)) && !running) {
+		char path[300], stat[512];
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+		fclose(f);
+		stat[n] = '\0';
+		char state;
+		int ppid, pgrp;
+		const char *paren = strrchr(stat, ')');
+		if (paren && sscanf(paren + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == pgid && state != 'Z')
+			running = 1;
+	}
+	closedir(proc);
+	return !running;
 }
 
 /* Some line printed by rank `rank` (after its prefix) contains `what`. */
@@ -280,6 +305,28 @@ static void test_sigint_stops_every_rank(void)
 static void test_sigterm_stops_every_rank(void)
 {
 	interrupt(2, SIGTERM, 0);
+}
+
+/* A rank that ignores the forwarded signal is killed STOP_GRACE (500 ms) later all the same. */
+static void test_deaf_rank_killed(void)
+{
+	struct run r;
+	const char *args[] = { "-n", "2", "--verbose", "--", "sh", "-c", "trap '' INT; echo deaf; exec sleep 30", NULL };
+
+	launch(&r, 0, args);
+	CU_ASSERT(wait_for(&r, "[rank 1] deaf", 10.0) && wait_for(&r, "[rank 0] deaf", 10.0));
+	pid_t a = pid_of_rank(&r, 0), b = pid_of_rank(&r, 1), pgid = job_group(&r);
+	double t0 = now_s();
+	kill(r.pid, SIGINT);
+	int rc = finish(&r, 10.0);
+	double took = r.t_exit - t0;
+	fprintf(stderr, "  SIGINT to gx-run, ranks ignore it: exit %d after %.0f ms\n", rc, took * 1e3);
+	CU_ASSERT_EQUAL(rc, 130);
+	CU_ASSERT(took >= 0.45 && took < 1.0);
+	CU_ASSERT(gone(a) && gone(b) && group_gone(pgid));
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.out, "gx-run: rank 1: killed by signal 9 (KILL) from gx-run"));
+	print_if(rc != 130 || took >= 1.0, &r);
+	release(&r);
 }
 
 /* ---- a rank that dies, stops or fails --------------------------------------------------------- */
@@ -461,13 +508,13 @@ static void test_store_secret(void)
 	fclose(f);
 	chmod(store, 0755);
 	setenv("GX_STORE_BIN", store, 1);
-	setenv("GX_STORE_SECRET", "users-own-secret", 1);
+	setenv("GX_STORE_SECRET", "00112233445566778899aabbccddeeff", 1);
 	const char *ext[] = { "-n", "2", "--external-store", "--store-port", "4712", "--", "sh", "-c",
 			      "sleep 0.3; echo secret=$GX_STORE_SECRET external=$GX_STORE_EXTERNAL", NULL };
 	int rc = run_quick(ext, &r);
 	CU_ASSERT_EQUAL(rc, 0);
-	CU_ASSERT_PTR_NOT_NULL(strstr(r.out, "[store] secret=users-own-secret args=--host 127.0.0.1 --port 4712"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(r.out, "[rank 1] secret=users-own-secret external=1"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.out, "[store] secret=00112233445566778899aabbccddeeff args=--host 127.0.0.1 --port 4712"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.out, "[rank 1] secret=00112233445566778899aabbccddeeff external=1"));
 	print_if(rc != 0, &r);
 	release(&r);
 	unsetenv("GX_STORE_SECRET");
@@ -525,6 +572,7 @@ static CU_TestInfo signal_tests[] = {
 	{ "SIGINT to gx-run (started like a script's '&') stops 3 allreduce ranks within 1 s, exit 130",
 	  test_sigint_stops_every_rank },
 	{ "SIGTERM to gx-run stops 2 allreduce ranks within 1 s, exit 143", test_sigterm_stops_every_rank },
+	{ "a rank that ignores SIGINT is killed 500 ms later", test_deaf_rank_killed },
 	{ "gx-run killed outright: its ranks die with it", test_ranks_die_with_gx_run },
 	{ "ranks start with default signals and an empty mask", test_rank_signal_state },
 	CU_TEST_INFO_NULL,
