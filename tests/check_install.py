@@ -12,6 +12,7 @@
 6. the installed gx-bench --version names this version.
 Exit 0 when all hold; prints what did not."""
 import argparse
+import json
 import os
 import re
 import shutil
@@ -61,6 +62,12 @@ def main():
     ap.add_argument('--version', required=True)
     a = ap.parse_args()
     cc = os.environ.get('CC', 'cc')
+    # a sanitized libgx.so needs its runtime loaded first, which a plain program does not do
+    rc, out, _ = run([a.meson, 'introspect', '--buildoptions', a.build])
+    sanitize = [o['value'] for o in json.loads(out) if o['name'] == 'b_sanitize'] if rc == 0 else []
+    if sanitize and sanitize[0] != 'none':
+        print('SKIP: a sanitized build (b_sanitize): the installed library needs the sanitizer runtime')
+        return 77
     tmp = tempfile.mkdtemp(prefix='gx-install-')
     try:
         root = os.path.join(tmp, 'root')
