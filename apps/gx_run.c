@@ -564,6 +564,13 @@ struct env_var {
 	char value[128];
 };
 
+/* What main works out before anything starts. */
+struct job_setup {
+	char store_host[64], store_addr[96], store_bin[PATH_MAX];
+	char (*ips)[64];          /* --netns: host i's address */
+	int secret_kept;          /* GX_STORE_SECRET came from the user */
+};
+
 static int spawn(struct proc *p, char *const argv[], const struct env_var *env, unsigned nenv)
 {
 	int fds[2], err;
@@ -637,7 +644,7 @@ static void signal_job(int signo)
 	if (killpg(job.holder, signo) == 0)
 		return;
 	for (unsigned i = 0; i < job.nprocs; i++)
-		if (!job.procs[i].reaped)
+		if (!job.procs[i].reaped && job.procs[i].pid > 0)   /* kill(0) would hit gx-run's group */
 			kill(job.procs[i].pid, signo);
 }
 
@@ -793,7 +800,8 @@ static void kill_job(const char *why)
 	if (job.phase == KILLED)
 		return;
 	list_running(names, sizeof(names));
-	snprintf(job.kill_reason, sizeof(job.kill_reason), "%s", why);
+	if (why != job.kill_reason)    /* the grace's reason is already there */
+		snprintf(job.kill_reason, sizeof(job.kill_reason), "%s", why);
 	for (unsigned i = 0; i < job.nprocs; i++)
 		if (!job.procs[i].reaped)
 			job.procs[i].killed_why = job.kill_reason;
@@ -854,7 +862,7 @@ static void failed(struct proc *p)
 		note("%s failed: %s; the other ranks have %lu ms to stop on their own (--grace-ms), then "
 		     "they are killed", p->name, st, job.o.grace_ms);
 	else
-		note("%s stopped while the ranks were running (%s); they have %lu ms to stop on their own "
+		note("%s ended while the ranks were running (%s); they have %lu ms to stop on their own "
 		     "(--grace-ms), then they are killed", p->name, st, job.o.grace_ms);
 	snprintf(job.kill_reason, sizeof(job.kill_reason), "still running %lu ms after %s failed",
 		 job.o.grace_ms, p->name);
@@ -868,7 +876,7 @@ static void reap(void)
 		struct proc *p = &job.procs[i];
 		int ws;
 		pid_t r;
-		if (p->reaped)
+		if (p->reaped || p->pid <= 0)
 			continue;
 		while ((r = waitpid(p->pid, &ws, WNOHANG | WUNTRACED | WCONTINUED)) < 0 && errno == EINTR)
 			;
@@ -946,15 +954,11 @@ static void step(int64_t until, unsigned *signals_seen)
 
 /* ---- main ------------------------------------------------------------------------------------ */
 
-int main(int argc, char **argv)
+/* Defaults that need the system (port, job id, grace, secret); the namespace hosts' addresses. */
+static void prepare(struct job_setup *js)
 {
 	struct run_opts *o = &job.o;
-	char store_bin[PATH_MAX] = "", store_host[64] = "127.0.0.1", store_addr[96], (*ips)[64] = NULL;
-	unsigned signals_seen = 0;
 
-	parse_flags(argc, argv, o);
-	job.launcher = getpid();
-	job.nranks = (unsigned)o->nranks;
 	if (!o->port)
 		o->port = 29500 + (unsigned long)job.launcher % 1000;
 	if (!o->job_id) {
@@ -965,12 +969,12 @@ int main(int argc, char **argv)
 	}
 	if (!o->grace_ms)
 		o->grace_ms = ranks_peer_timeout_ms(o->cmd) + GRACE_EXTRA_MS;
-	int secret_kept = store_secret();
-
+	js->secret_kept = store_secret();
+	snprintf(js->store_host, sizeof(js->store_host), "127.0.0.1");
 	if (o->netns) {
 		if (geteuid() != 0)
 			die("--netns needs root (ip netns exec): run as root or with sudo");
-		if (!(ips = calloc(job.nranks, sizeof(*ips))))
+		if (!(js->ips = calloc(job.nranks, sizeof(*js->ips))))
 			die("out of memory");
 		for (unsigned i = 0; i < job.nranks; i++) {
 			char ns[64], path[128];
@@ -980,63 +984,55 @@ int main(int argc, char **argv)
 			if (stat(path, &st))
 				die("namespace %s does not exist: create the network first (scripts/gx-netns up "
 				    "--prefix %s -n %u)", ns, o->netns, job.nranks);
-			if (netns_ip(ns, ips[i], sizeof(ips[i])) < 0)
+			if (netns_ip(ns, js->ips[i], sizeof(js->ips[i])) < 0)
 				die("namespace %s has no IPv4 address on eth0", ns);
 		}
-		snprintf(store_host, sizeof(store_host), "%s", ips[0]);
+		snprintf(js->store_host, sizeof(js->store_host), "%s", js->ips[0]);
 	}
-	snprintf(store_addr, sizeof(store_addr), "%s:%lu", store_host, o->port);
+	snprintf(js->store_addr, sizeof(js->store_addr), "%s:%lu", js->store_host, o->port);
 	if (o->external)
-		find_store_bin(store_bin, sizeof(store_bin));
+		find_store_bin(js->store_bin, sizeof(js->store_bin));
+}
 
-	job.nprocs = job.nranks + (o->external ? 1 : 0);
-	job.procs = calloc(job.nprocs, sizeof(*job.procs));
-	out.buf = malloc(OUT_BYTES);
-	if (!job.procs || !out.buf)
-		die("out of memory");
-	start_group_holder();
-	install_handlers();
-	if (o->verbose) {
-		note("%u ranks of %s, store %s served by %s, job id %lu, process group %d, grace %lu ms, "
-		     "store secret %s", job.nranks, o->cmd[0], store_addr, o->external ? "gx-store" : "rank 0",
-		     o->job_id, (int)job.holder, o->grace_ms, secret_kept ? "from GX_STORE_SECRET" : "random");
+static int start_store(struct job_setup *js)
+{
+	struct proc *p = &job.procs[job.nranks];
+	char port[16], ns0[64];
+	char *plain[] = { js->store_bin, "--host", js->store_host, "--port", port, NULL };
+	char *in_ns[] = { "ip", "netns", "exec", ns0, js->store_bin, "--host", js->store_host, "--port", port, NULL };
+
+	snprintf(port, sizeof(port), "%lu", job.o.port);
+	snprintf(ns0, sizeof(ns0), "%s-h0", job.o.netns ? job.o.netns : "");
+	snprintf(p->label, sizeof(p->label), "[store] ");
+	snprintf(p->name, sizeof(p->name), "gx-store");
+	if (spawn(p, job.o.netns ? in_ns : plain, NULL, 0) < 0) {
+		note("cannot start gx-store: %s", strerror(errno));
+		return -1;
 	}
+	if (job.o.verbose)
+		note("gx-store: pid %d", (int)p->pid);
+	return 0;
+}
 
-	if (o->external) {
-		struct proc *p = &job.procs[job.nranks];
-		char port[16];
-		char *argv_plain[] = { store_bin, "--host", store_host, "--port", port, NULL };
-		char ns0[64];
-		char *argv_ns[] = { "ip", "netns", "exec", ns0, store_bin, "--host", store_host, "--port", port, NULL };
-		snprintf(port, sizeof(port), "%lu", o->port);
-		snprintf(ns0, sizeof(ns0), "%s-h0", o->netns ? o->netns : "");
-		snprintf(p->label, sizeof(p->label), "[store] ");
-		snprintf(p->name, sizeof(p->name), "gx-store");
-		if (spawn(p, o->netns ? argv_ns : argv_plain, NULL, 0) < 0) {
-			note("cannot start gx-store: %s", strerror(errno));
-			job.nprocs = job.nranks = 0;
-			signal_job(SIGKILL);
-			return 1;
-		}
-		if (o->verbose)
-			note("gx-store: pid %d", (int)p->pid);
-	}
-
-	/* the rank's argv: CMD, or ip netns exec NS CMD (ip execs CMD: the pid stays the rank's) */
+/* Every rank, each with its environment; a rank that cannot be started stops the job. */
+static void start_ranks(struct job_setup *js)
+{
+	struct run_opts *o = &job.o;
 	size_t ncmd = 0;
+	char ns[64];
+
+	/* CMD, or ip netns exec NS CMD (ip execs CMD: the pid stays the rank's) */
 	while (o->cmd[ncmd])
 		ncmd++;
-	char **argv_rank = calloc(ncmd + 5, sizeof(char *));
-	char ns[64];
-	if (!argv_rank)
+	char **argv = calloc(ncmd + 5, sizeof(char *)), **tail = argv;
+	if (!argv)
 		die("out of memory");
-	char **tail = argv_rank;
 	if (o->netns) {
-		argv_rank[0] = "ip";
-		argv_rank[1] = "netns";
-		argv_rank[2] = "exec";
-		argv_rank[3] = ns;
-		tail = argv_rank + 4;
+		argv[0] = "ip";
+		argv[1] = "netns";
+		argv[2] = "exec";
+		argv[3] = ns;
+		tail = argv + 4;
 	}
 	memcpy(tail, o->cmd, ncmd * sizeof(char *));
 
@@ -1050,7 +1046,7 @@ int main(int argc, char **argv)
 #define ENV(n, ...) do { env[ne].name = n; snprintf(env[ne].value, sizeof(env[ne].value), __VA_ARGS__); ne++; } while (0)
 		ENV("GX_RANK", "%u", i);
 		ENV("GX_SIZE", "%u", job.nranks);
-		ENV("GX_STORE", "%s", store_addr);
+		ENV("GX_STORE", "%s", js->store_addr);
 		ENV("GX_JOB_ID", "%lu", o->job_id);
 		if (o->external)
 			ENV("GX_STORE_EXTERNAL", "1");
@@ -1059,34 +1055,44 @@ int main(int argc, char **argv)
 		if (o->netns) {
 			ENV("GX_LOCAL_RANK", "0");
 			ENV("GX_LOCAL_SIZE", "1");
-			ENV("GX_UDP_IP", "%s", ips[i]);
+			ENV("GX_UDP_IP", "%s", js->ips[i]);
 		} else {
 			ENV("GX_LOCAL_RANK", "%u", i);
 			ENV("GX_LOCAL_SIZE", "%u", job.nranks);
 		}
 #undef ENV
-		if (spawn(p, argv_rank, env, ne) < 0) {
+		if (spawn(p, argv, env, ne) < 0) {
 			note("cannot start rank %u: %s; stopping the others", i, strerror(errno));
-			job.nranks = i;     /* report and stop only those that run */
-			job.nprocs = i;
-			kill_job("rank could not be started");
+			/* only the ranks that run are reported and stopped; the store moves up behind them */
+			if (o->external)
+				job.procs[i] = job.procs[job.nranks];
+			job.nranks = i;
+			job.nprocs = i + (o->external ? 1 : 0);
+			kill_job("another rank could not be started");
 			break;
 		}
 		if (o->verbose)
 			note("rank %u: pid %d", i, (int)p->pid);
 	}
-	int start_failed = job.nranks < o->nranks;
-	if (o->timeout_s)
-		job.timeout_at = now_ms() + (int64_t)o->timeout_s * 1000;
+	free(argv);
+}
 
-	/* the job: until every rank is gone or given up on */
+/* Until every rank is gone, or given up on after SIGKILL. */
+static void run_job(unsigned *signals_seen)
+{
+	if (job.o.timeout_s)
+		job.timeout_at = now_ms() + (int64_t)job.o.timeout_s * 1000;
 	while (ranks_running()) {
 		int64_t t = now_ms(), until = 0;
 		if (job.phase == RUNNING && job.timeout_at && t >= job.timeout_at) {
 			char why[64];
 			job.timed_out = 1;
-			snprintf(why, sizeof(why), "--timeout %lu s reached", o->timeout_s);
+			snprintf(why, sizeof(why), "--timeout %lu s reached", job.o.timeout_s);
 			stop_job(SIGTERM, why);
+		}
+		if (job.phase == GRACE && job.timeout_at && t >= job.timeout_at) {
+			job.timed_out = 1;
+			kill_job("--timeout reached");
 		}
 		if ((job.phase == GRACE || job.phase == STOPPING) && t >= job.deadline)
 			kill_job(job.phase == GRACE ? job.kill_reason : "still running after the signal");
@@ -1096,41 +1102,38 @@ int main(int argc, char **argv)
 			break;
 		if (job.phase != RUNNING)
 			until = job.deadline;
-		else if (job.timeout_at)
+		if (job.timeout_at && (job.phase == RUNNING || job.phase == GRACE) && (!until || job.timeout_at < until))
 			until = job.timeout_at;
-		if (job.phase == GRACE && job.timeout_at && job.timeout_at < until)
-			until = job.timeout_at;
-		step(until, &signals_seen);
-		if (job.phase == GRACE && job.timeout_at && now_ms() >= job.timeout_at) {
-			job.timed_out = 1;
-			kill_job("--timeout reached");
-		}
+		step(until, signals_seen);
 	}
+}
 
-	/* the store, once the ranks are done with it; then whatever is left of the job */
-	struct proc *store = o->external ? &job.procs[o->nranks] : NULL;
+/* The store once the ranks are done with it, whatever is left of the job's group, the output. */
+static void wind_down(unsigned *signals_seen)
+{
+	struct proc *store = job.o.external ? &job.procs[job.nranks] : NULL;
+	int64_t until;
+
 	if (store && !store->reaped && job.phase != KILLED) {
-		int64_t until = now_ms() + STOP_GRACE_MS;
+		until = now_ms() + STOP_GRACE_MS;
 		kill(store->pid, SIGTERM);
 		while (!store->reaped && now_ms() < until && !job.stop_signal)
-			step(until, &signals_seen);
+			step(until, signals_seen);
 	}
 	kill_job("the job is over");
 	signal_job(SIGKILL);        /* what is left of the group, the placeholder too */
-	if (store && !store->reaped) {
-		int64_t until = now_ms() + REAP_LIMIT_MS;
-		while (!store->reaped && now_ms() < until)
-			step(until, &signals_seen);
-	}
-	/* output still in the pipes (a grandchild may hold one open forever: bounded) */
-	int64_t until = now_ms() + DRAIN_LIMIT_MS;
+	until = now_ms() + REAP_LIMIT_MS;
+	while (store && !store->reaped && now_ms() < until)
+		step(until, signals_seen);
+	/* output still in the pipes: bounded, since a grandchild may hold one open forever */
+	until = now_ms() + DRAIN_LIMIT_MS;
 	for (;;) {
 		int open_fds = 0;
 		for (unsigned i = 0; i < job.nprocs; i++)
 			open_fds += job.procs[i].out_fd >= 0;
 		if (!open_fds || now_ms() >= until)
 			break;
-		step(until, &signals_seen);
+		step(until, signals_seen);
 	}
 	for (unsigned i = 0; i < job.nprocs; i++) {
 		struct proc *p = &job.procs[i];
@@ -1141,19 +1144,24 @@ int main(int argc, char **argv)
 			p->out_fd = -1;
 		}
 	}
-	/* all of it to stdout: after a signal, for a bounded time only */
-	int64_t flush_until = now_ms() + SIGNAL_FLUSH_MS;
+	/* all of it to stdout; after a signal, for a bounded time only */
+	until = now_ms() + SIGNAL_FLUSH_MS;
 	while (out.head != out.tail && !out.dead) {
-		int64_t left = flush_until - now_ms();
+		int64_t left = until - now_ms();
 		if (job.stop_signal && left <= 0)
 			break;
 		out_write(job.stop_signal ? (int)left : -1);
 	}
 	while (waitpid(job.holder, NULL, 0) < 0 && errno == EINTR)
 		;
+}
 
-	/* the report: every rank's status, the first failure, the exit status */
+/* Every rank's status, the first failure; the exit status. */
+static int report(void)
+{
 	unsigned nfailed = 0;
+	int start_failed = job.nranks < job.o.nranks;
+
 	for (unsigned i = 0; i < job.nprocs; i++) {
 		struct proc *p = &job.procs[i];
 		char st[200];
@@ -1170,10 +1178,45 @@ int main(int argc, char **argv)
 	else if (nfailed)
 		note("%u of %u ranks failed", nfailed, job.nranks);
 	if (start_failed)
-		note("only %u of %lu ranks could be started", job.nranks, o->nranks);
+		note("only %u of %lu ranks could be started", job.nranks, job.o.nranks);
 	if (job.stop_signal)
 		return 128 + job.stop_signal;
 	if (job.timed_out)
 		return 124;
 	return nfailed || start_failed || job.first_failed >= 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct job_setup js = { 0 };
+	unsigned signals_seen = 0;
+
+	parse_flags(argc, argv, &job.o);
+	job.launcher = getpid();
+	job.nranks = (unsigned)job.o.nranks;
+	prepare(&js);
+	job.nprocs = job.nranks + (job.o.external ? 1 : 0);
+	job.procs = calloc(job.nprocs, sizeof(*job.procs));
+	out.buf = malloc(OUT_BYTES);
+	if (!job.procs || !out.buf)
+		die("out of memory");
+	start_group_holder();
+	install_handlers();
+	if (job.o.verbose)
+		note("%u ranks of %s, store %s served by %s, job id %lu, process group %d, grace %lu ms, "
+		     "store secret %s", job.nranks, job.o.cmd[0], js.store_addr,
+		     job.o.external ? "gx-store" : "rank 0", job.o.job_id, (int)job.holder, job.o.grace_ms,
+		     js.secret_kept ? "from GX_STORE_SECRET" : "random");
+	if (job.o.external && start_store(&js) < 0) {
+		signal_job(SIGKILL);    /* the placeholder */
+		return 1;
+	}
+	start_ranks(&js);
+	run_job(&signals_seen);
+	wind_down(&signals_seen);
+	int status = report();
+	free(js.ips);
+	free(job.procs);
+	free(out.buf);
+	return status;
 }
