@@ -331,11 +331,13 @@ failed:
 	if (!rc) {
 		/* counters of every rank, gathered to rank 0 (exact in float up to 2^24): the net's
 		 * retransmissions and drops, the collective layer's stashed (early) packets */
-		enum { NC = 6 };
+		enum { NC = 8 };
 		float *cnt = calloc((size_t)B.n * NC, sizeof(float));
 		struct gx_peer_counters pc;
 		struct gx_coll_counters cc = { 0 };
+		struct gx_backend_counters bc;
 		gx_net_peer_counters(gx_comm_net(B.c), GX_PEER_ANY, &pc);
+		gx_net_backend_counters(gx_comm_net(B.c), &bc);
 		gx_comm_coll_counters(B.c, &cc);
 		if (cnt) {
 			float *m = cnt + NC * B.rank;
@@ -345,13 +347,16 @@ failed:
 			m[3] = (float)pc.acks_sent;
 			m[4] = (float)pc.sent;
 			m[5] = (float)cc.stashed;
+			m[6] = (float)bc.tx_offload_msgs;   /* udp: which path ran (0: no offload) */
+			m[7] = (float)bc.rx_offload_msgs;
 		}
 		if (cnt && gx_allreduce(B.c, cnt, (size_t)B.n * NC, GX_OP_SUM, NULL) >= 0 && B.rank == 0)
 			for (uint32_t r = 0; r < B.n; r++) {
 				const float *m = cnt + NC * r;
 				fprintf(stdout, "# rank %u: retransmitted %.0f dropped %.0f fault_dropped %.0f acks_sent %.0f "
-					"data_sent %.0f stashed %.0f\n", r, (double)m[0], (double)m[1], (double)m[2],
-					(double)m[3], (double)m[4], (double)m[5]);
+					"data_sent %.0f stashed %.0f gso_msgs %.0f gro_msgs %.0f\n", r, (double)m[0],
+					(double)m[1], (double)m[2], (double)m[3], (double)m[4], (double)m[5],
+					(double)m[6], (double)m[7]);
 			}
 		free(cnt);
 	}

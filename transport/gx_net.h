@@ -74,6 +74,8 @@ struct gx_backend_counters {
 	uint64_t tx_pkts, tx_bytes, rx_pkts, rx_bytes;
 	uint64_t tx_full;         /* tx_burst could not take every packet (ring/socket full) */
 	uint64_t rx_foreign;      /* frames that were not for us at the link level (other protocol/port) */
+	uint64_t tx_offload_msgs; /* udp: GSO messages that carried several datagrams (0: offload off) */
+	uint64_t rx_offload_msgs; /* udp: GRO messages that held several datagrams */
 };
 
 struct gx_net;
