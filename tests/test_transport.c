@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -884,6 +885,20 @@ static int exact_rank(struct rank_ctx *x, void *arg)
 		FAILF(x, "counters: received %llu (want %llu), malformed %llu, out of window %llu",
 		      (unsigned long long)c.received, (unsigned long long)t.expected,
 		      (unsigned long long)c.malformed, (unsigned long long)c.out_of_window);
+	/* udp: the offload path ran when the kernel has it (and GX_UDP_OFFLOAD=0 turns it off) */
+	if (!rc && !strcmp(cfg->backend, "udp")) {
+		struct gx_backend_counters bc;
+		const char *env = getenv("GX_UDP_OFFLOAD");
+		int fd = socket(AF_INET, SOCK_DGRAM, 0), zero = 0;
+		bool want = !(env && !strcmp(env, "0")) && fd >= 0 &&
+			    setsockopt(fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof(zero)) == 0;
+		if (fd >= 0)
+			close(fd);
+		gx_net_backend_counters(x->net, &bc);
+		if (want ? !bc.tx_offload_msgs || !bc.rx_offload_msgs : bc.tx_offload_msgs || bc.rx_offload_msgs)
+			FAILF(x, "udp offload %s but GSO messages %llu, GRO messages %llu", want ? "expected" : "off",
+			      (unsigned long long)bc.tx_offload_msgs, (unsigned long long)bc.rx_offload_msgs);
+	}
 	xfer_free(&t);
 	return rc;
 }
