@@ -6,7 +6,8 @@
  *   claim/<r>  add-counter: a second process claiming rank r is reported
  *   addr/<r>   struct rv_record: world size, backend name, transport address blob
  *   ready/<r>  rank r connected every peer (the closing barrier)
- *   abort      set by a rank that found a problem; every waiter stops with its message
+ *   abort      struct rv_abort_record (the rank that found a problem and a reason code, never
+ *              text): every waiter stops and builds its message from those two numbers
  *   identity   struct rv_identity, set by rank 0: the job's 64-bit identity and incarnation
  * and, per job, "gx/<job_id>/tag" (64 random bits, drawn by the first start of the job on this
  * store) and "gx/<job_id>/incarnation" (a counter: each start of the job adds one).
@@ -37,6 +38,37 @@ struct rv_record {
 struct rv_identity {
 	uint32_t magic, incarnation;
 	uint64_t job;
+};
+
+/* Why a rank aborted the rendezvous.  The abort key carries only the rank and this code: whoever can
+ * write to the store (without GX_STORE_SECRET, anyone who reaches it) cannot make the ranks print
+ * its words. */
+#define RV_ABORT_MAGIC 0x41525847u /* "GXRA" */
+enum rv_abort_code {
+	RV_ABORT_LOCAL = 1,        /* a failure of its own (transport address, identity, the store) */
+	RV_ABORT_DUPLICATE_RANK,
+	RV_ABORT_WORLD_SIZE,
+	RV_ABORT_TRANSPORT,
+	RV_ABORT_BAD_RECORD,
+	RV_ABORT_CONNECT,
+	RV_ABORT_CODES,
+};
+
+static const char *const rv_abort_reason[RV_ABORT_CODES] = {
+	[RV_ABORT_LOCAL] = "it failed on its own (its error says why)",
+	[RV_ABORT_DUPLICATE_RANK] = "it was started more than once (two processes claimed its rank): "
+		"give every process its own GX_RANK",
+	[RV_ABORT_WORLD_SIZE] = "wrong world size: the ranks were not all started with the same number "
+		"of ranks: give every rank the same GX_SIZE (or --size)",
+	[RV_ABORT_TRANSPORT] = "the ranks use different transports: give every rank the same "
+		"GX_TRANSPORT",
+	[RV_ABORT_BAD_RECORD] = "it found a malformed rendezvous record: is another program or gx "
+		"version using the store?",
+	[RV_ABORT_CONNECT] = "its transport could not connect to a peer (its error says which)",
+};
+
+struct rv_abort_record {
+	uint32_t magic, rank, code;
 };
 
 static unsigned comm_generation;    /* gx_comm_create calls in this process */
@@ -71,13 +103,36 @@ static uint32_t rv_left(const struct rv *r)
 	return now >= r->deadline ? 0 : (uint32_t)((r->deadline - now) / 1000000ull);
 }
 
-/* Tell every other rank to stop waiting, with our message (best effort). */
-static void rv_abort(struct rv *r, const char *msg)
+/* Tell every other rank to stop waiting, and why (best effort; the caller's own error is kept). */
+static void rv_abort(struct rv *r, enum rv_abort_code code)
 {
-	char buf[600];
-	int n = snprintf(buf, sizeof(buf), "rank %d aborted the rendezvous: %s", r->c->boot.rank, msg);
-	if (r->st && n > 0)
-		gx_store_set(r->st, r->abort_key, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+	struct rv_abort_record rec = { RV_ABORT_MAGIC, (uint32_t)r->c->boot.rank, (uint32_t)code };
+	char mine[512];
+
+	snprintf(mine, sizeof(mine), "%s", gx_last_error());
+	if (r->st)
+		gx_store_set(r->st, r->abort_key, &rec, sizeof(rec));
+	gx_error(GX_ERR_IO, "%s", mine);   /* only the message is kept: the caller returns its status */
+}
+
+/* The abort key appeared: who aborted and why, told from the record's two numbers only. */
+static gx_status_t rv_aborted(struct rv *r)
+{
+	struct rv_abort_record rec;
+	size_t len = 0;
+	gx_status_t st = gx_store_get(r->st, r->abort_key, &rec, sizeof(rec), &len, 0);
+
+	if (st == GX_ERR_NOSPC || (st == GX_OK && (len != sizeof(rec) || rec.magic != RV_ABORT_MAGIC ||
+						   rec.rank >= GX_MAX_RANKS || rec.code == 0 ||
+						   rec.code >= RV_ABORT_CODES)))
+		return gx_error(GX_ERR_CLOSED, "the rendezvous was aborted through the store at %s, but "
+				"not by a rank of this gx (the abort record is not one it writes): is another "
+				"program or gx version using that store? (GX_STORE_SECRET keeps others out)",
+				r->c->boot.store);
+	if (st < 0)
+		return st;
+	return gx_error(GX_ERR_CLOSED, "rank %u aborted the rendezvous: %s", rec.rank,
+			rv_abort_reason[rec.code]);
 }
 
 /* Wait for <what>/<r> of every rank; name the ranks that never showed up. */
@@ -96,6 +151,8 @@ static gx_status_t rv_wait_all(struct rv *r, const char *what, const char *phase
 		snprintf(keys[i], 96, "%s%s/%u", r->prefix, what, i);
 	}
 	st = gx_store_wait(r->st, (const char *const *)keys, n, r->abort_key, rv_left(r), miss, &nmiss);
+	if (st == GX_ERR_CLOSED)
+		st = rv_aborted(r);
 	if (st == GX_ERR_TIMEOUT && nmiss > 0) {
 		char list[200] = "";
 		size_t len = 0;
@@ -154,6 +211,7 @@ static gx_status_t rendezvous(struct gx_comm *c)
 	int64_t claims = 0;
 	size_t len = GX_ADDR_MAX;
 	gx_status_t st;
+	enum rv_abort_code code = RV_ABORT_LOCAL;   /* what fail_abort tells the other ranks */
 	const uint32_t rank = (uint32_t)c->boot.rank, size = (uint32_t)c->boot.size;
 
 	r.timeout_ms = c->opts.store_timeout_ms;
@@ -173,8 +231,8 @@ static gx_status_t rendezvous(struct gx_comm *c)
 		char msg[200];
 		snprintf(msg, sizeof(msg), "rank %u was started more than once (job %u): give every "
 			 "process its own GX_RANK", rank, c->boot.job_id);
-		rv_abort(&r, msg);
 		st = gx_error(GX_ERR_INVAL, "%s", msg);
+		rv_abort(&r, RV_ABORT_DUPLICATE_RANK);
 		goto out;
 	}
 
@@ -194,6 +252,7 @@ static gx_status_t rendezvous(struct gx_comm *c)
 		if (got != sizeof(id) || id.magic != RV_MAGIC) {
 			st = gx_error(GX_ERR_CORRUPT, "rank 0's job identity in the store at %s is malformed: "
 				      "is another program or gx version using it?", c->boot.store);
+			code = RV_ABORT_BAD_RECORD;
 			goto fail_abort;
 		}
 	}
@@ -231,12 +290,14 @@ static gx_status_t rendezvous(struct gx_comm *c)
 			st = gx_error(GX_ERR_CORRUPT, "rank %u's rendezvous record is malformed: is "
 				      "another program or gx version using the store at %s?", p,
 				      c->boot.store);
+			code = RV_ABORT_BAD_RECORD;
 			goto fail_abort;
 		}
 		if (peer.size != size) {
 			st = gx_error(GX_ERR_INVAL, "wrong world size: rank %u was started with %u ranks, "
 				      "rank %u with %u: give every rank the same GX_SIZE (or --size)",
 				      p, peer.size, rank, size);
+			code = RV_ABORT_WORLD_SIZE;
 			goto fail_abort;
 		}
 		peer.backend[sizeof(peer.backend) - 1] = '\0';
@@ -244,10 +305,12 @@ static gx_status_t rendezvous(struct gx_comm *c)
 			st = gx_error(GX_ERR_INVAL, "rank %u uses transport %s, rank %u uses %s: give "
 				      "every rank the same GX_TRANSPORT", p, peer.backend, rank,
 				      me.backend);
+			code = RV_ABORT_TRANSPORT;
 			goto fail_abort;
 		}
 		if ((st = gx_net_connect(c->net, p, peer.blob, peer.blob_len)) < 0) {
 			st = wrap(st, "connecting to rank %u", p);
+			code = RV_ABORT_CONNECT;
 			goto fail_abort;
 		}
 	}
@@ -257,12 +320,8 @@ static gx_status_t rendezvous(struct gx_comm *c)
 		goto out;
 	st = rv_wait_all(&r, "ready", "joined but never finished connecting to");
 	goto out;
-fail_abort: {
-	char msg[512];
-	snprintf(msg, sizeof(msg), "%s", gx_last_error());
-	rv_abort(&r, msg);
-	gx_error(st, "%s", msg);
-}
+fail_abort:
+	rv_abort(&r, code);
 out:
 	gx_store_destroy(r.st);
 	return st;

@@ -8,6 +8,7 @@
 #include "comm_internal.h"
 #include "compress_options.h"
 #include "gx_config.h"
+#include "gx_store.h"
 #include "transport_internal.h"
 
 #define OFF(f) offsetof(struct gx_comm_opts, f)
@@ -52,6 +53,32 @@ const struct gx_option_table gx_comm_option_table = {
 
 _Static_assert(sizeof(enum gx_progress) == sizeof(int), "progress is parsed as an int");
 
+/* The store's secret.  runtime/store.c reads GX_STORE_SECRET itself whenever a store client or
+ * server starts (every rank, rank 0's store, gx-store), so a program that never parses settings
+ * still authenticates; this table checks the variable with every other setting (a bad one is a bad
+ * setting: programs exit 2) and prints it in --help.  It is refused as a flag: a command line is
+ * visible to every user of the host (ps), and the secret is what keeps those users out. */
+struct store_settings {
+	const char *secret;
+};
+
+static gx_status_t store_secret_check(const char *value, const char *origin)
+{
+	if (!strncmp(origin, "--", 2))
+		return gx_error(GX_ERR_INVAL, "%s: a secret on the command line is visible to every user "
+				"of this host (ps): export GX_STORE_SECRET instead (gx-run makes one per job)",
+				origin);
+	return gx_store_secret_check(value, origin);
+}
+
+static const struct gx_option store_opts[] = {
+	{ "store-secret", GX_OPT_STR, offsetof(struct store_settings, secret), "", "hex secret (32-128 digits) every store client and the store prove they share; environment only (gx-run sets one per job)", NULL, store_secret_check },
+};
+
+static const struct gx_option_table store_option_table = {
+	"store", store_opts, sizeof(store_opts) / sizeof(store_opts[0]), sizeof(struct store_settings)
+};
+
 gx_status_t gx_comm_opts_default(struct gx_comm_opts *o)
 {
 	char env[64];
@@ -66,6 +93,14 @@ gx_status_t gx_comm_opts_default(struct gx_comm_opts *o)
 		gx_option_env_name(e->name, env, sizeof(env));
 		const char *v = getenv(env);
 		if (v && (st = gx_option_set(e, o, v, env)) < 0)
+			return st;
+	}
+	/* the store reads GX_STORE_SECRET when it starts; a bad one is a bad setting already here */
+	for (size_t i = 0; i < store_option_table.n; i++) {
+		struct store_settings store;
+		gx_option_env_name(store_opts[i].name, env, sizeof(env));
+		const char *v = getenv(env);
+		if (v && (st = gx_option_set(&store_opts[i], &store, v, env)) < 0)
 			return st;
 	}
 	/* the codec kernels read GX_SIMD themselves (process-wide); a bad value is a bad setting here */
@@ -84,6 +119,10 @@ static gx_status_t config_set(struct gx_comm_opts *o, const char *name, size_t l
 
 	if ((e = gx_option_find(&gx_comm_option_table, name, len)))
 		return gx_option_set(e, o, v, origin);
+	if ((e = gx_option_find(&store_option_table, name, len))) {
+		struct store_settings store;
+		return gx_option_set(e, &store, v, origin);   /* refused: see store_secret_check */
+	}
 	if (gx_transport_setting_known(name, len))
 		return gx_transport_set(&o->tr, name, len, v, origin);
 	if ((e = gx_option_find(&gx_compress_option_table, name, len))) {
@@ -143,6 +182,7 @@ void gx_config_help(FILE *f)
 {
 	fprintf(f, "Runtime settings (flag, or environment variable; the flag wins):\n");
 	gx_option_help(f, &gx_comm_option_table);
+	gx_option_help(f, &store_option_table);
 	gx_option_help(f, &gx_compress_option_table);
 	gx_transport_help(f);
 }
