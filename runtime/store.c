@@ -247,6 +247,7 @@ struct gx_store {
 	size_t keylen;         /* 0: no secret */
 	uint8_t *req, *rep;    /* the request being sent; the last frame received */
 	size_t req_cap, rep_cap;
+	uint8_t closed_why;    /* the reason of the last closing notice read (CL_*), 0: none */
 };
 
 const char *gx_store_addr(const struct gx_store *s)
@@ -475,6 +476,7 @@ static gx_status_t server_said(struct gx_store *s, size_t len)
 	}
 	if (len == NOTICE_LEN && s->rep[0] == REP_CLOSING) {
 		drop(s);
+		s->closed_why = s->rep[1];
 		return closing_error(s, s->rep[1], get32(s->rep + 2));
 	}
 	return GX_OK;
@@ -725,11 +727,17 @@ static gx_status_t roundtrip(struct gx_store *s, size_t n, uint32_t wait_ms, siz
 		if ((st = reconnect_if_closed(s)) < 0)
 			return st;
 		uint64_t deadline = gx_now_ns() + ((uint64_t)wait_ms + STORE_REPLY_SLACK_MS) * 1000000ull;
+		s->closed_why = 0;
 		if ((st = io_all(s, s->req, n, 1, deadline, "sending a request")) < 0 ||
-		    (st = read_frame(s, deadline, rlen, "waiting for a reply")) < 0)
-			return explain(s, st);
-		/* closed as idle just as we sent: the request was not read; send it again */
-		if (attempt == 0 && *rlen == NOTICE_LEN && s->rep[0] == REP_CLOSING && s->rep[1] == CL_IDLE) {
+		    (st = read_frame(s, deadline, rlen, "waiting for a reply")) < 0) {
+			st = explain(s, st);
+			if (attempt > 0 || s->closed_why != CL_IDLE)
+				return st;
+		}
+		/* closed as idle just as we sent: none of the request was read (the store closes only
+		 * connections with nothing under way); send it again on a new connection */
+		if (attempt == 0 && (s->closed_why == CL_IDLE || (*rlen == NOTICE_LEN &&
+		    s->rep[0] == REP_CLOSING && s->rep[1] == CL_IDLE))) {
 			drop(s);
 			if ((st = connect_until(s, gx_now_ns() + STORE_RECONNECT_MS * 1000000ull,
 						STORE_RECONNECT_MS)) < 0)
