@@ -74,11 +74,12 @@ static void usage(FILE *f, bool stream)
 			"  -b SIZE    smallest message (default 64)\n"
 			"  -e SIZE    largest message (default: one packet's payload, gx_net_max_payload)\n"
 			"  -f FACTOR  size multiplier (default 2; the largest size always runs)\n"
-			"  -t SECONDS per size (default 1)\n");
+			"  -t SECONDS sending time per size (default 1; 0.01..3600); the run takes about\n"
+			"             sizes x SECONDS, and what was sent must arrive within 10 s after each\n");
 	else
 		fprintf(f, "usage: gx-bench pingpong [options] [runtime flags]\n"
 			"  -b SIZE    smallest message (default 1)\n"
-			"  -e SIZE    largest message (default 64K; raw path: up to one packet)\n"
+			"  -e SIZE    largest message (default 64K; --path raw: one packet's payload at most)\n"
 			"  -f FACTOR  size multiplier (default 2)\n"
 			"  -n ITERS   timed round trips per size (default 20000)\n"
 			"  -w ITERS   warm-up round trips per size (default 2000)\n"
