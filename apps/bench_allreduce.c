@@ -4,7 +4,7 @@
  *                      [--algo auto|ring|rhd] [--codec SPEC] [--op sum|avg]
  *                      [runtime flags: --transport, --dpdk-eal, ...]
  *
- * Every rank runs the same command (scripts/gx-run, or GX_RANK/GX_SIZE/GX_STORE, Slurm, mpirun).
+ * Every rank runs the same command (gx-run, or GX_RANK/GX_SIZE/GX_STORE, Slurm, mpirun).
  * Rank 0 prints the shared CSV (time = median over -n iterations of the slowest rank's time), then
  * one comment line per rank with its retransmit and drop counters.  -c 1 checks the result of one
  * allreduce per size: plain, against exact integer sums (wrong = elements that differ, over all
@@ -47,7 +47,7 @@ static void usage(FILE *f)
 		"  --algo A     auto, ring or rhd (default auto)\n"
 		"  --codec SPEC compressed allreduce with this codec (compress/gx_codec.h specs, or thc[:bits=B][,rotate])\n"
 		"  --op OP      sum or avg (default sum)\n"
-		"Runs one rank; start every rank with scripts/gx-run -n N -- gx-bench allreduce ...\n\n");
+		"Runs one rank; start every rank with gx-run -n N -- gx-bench allreduce ...\n\n");
 	gx_config_help(f);
 }
 

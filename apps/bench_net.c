@@ -1,8 +1,8 @@
 /* bench_net.c: gx-bench pingpong and gx-bench stream, point to point between two ranks over any
  * transport.
  *
- *   scripts/gx-run -n 2 -- gx-bench pingpong [-b 1] [-e 64K] [-f 2] [-n 20000] [-w 2000] [--path raw|reliable|both]
- *   scripts/gx-run -n 2 -- gx-bench stream   [-b 64] [-e MAX] [-f 2] [-t SECONDS]
+ *   gx-run -n 2 -- gx-bench pingpong [-b 1] [-e 64K] [-f 2] [-n 20000] [-w 2000] [--path raw|reliable|both]
+ *   gx-run -n 2 -- gx-bench stream   [-b 64] [-e MAX] [-f 2] [-t SECONDS]
  *   (plus runtime flags: --transport udp|dpdk, --dpdk-eal ..., --mtu 9000, --core N, ...)
  *
  * pingpong: rank 0 sends a message, rank 1 echoes it once complete; half the round trip, in us,
@@ -84,7 +84,7 @@ static void usage(FILE *f, bool stream)
 			"  -n ITERS   timed round trips per size (default 20000)\n"
 			"  -w ITERS   warm-up round trips per size (default 2000)\n"
 			"  --path P   raw, reliable or both (default both)\n");
-	fprintf(f, "Two ranks: scripts/gx-run -n 2 -- gx-bench %s ...  Rank 0 prints the CSV.\n\n",
+	fprintf(f, "Two ranks: gx-run -n 2 -- gx-bench %s ...  Rank 0 prints the CSV.\n\n",
 		stream ? "stream" : "pingpong");
 	gx_config_help(f);
 }
@@ -658,7 +658,7 @@ static int net_main(int argc, char **argv, bool stream)
 	}
 	int rc = 0;
 	if (gx_comm_size(B.c) != 2) {
-		fprintf(stderr, "gx-bench %s: needs exactly 2 ranks, got %u (scripts/gx-run -n 2 -- gx-bench %s)\n",
+		fprintf(stderr, "gx-bench %s: needs exactly 2 ranks, got %u (gx-run -n 2 -- gx-bench %s)\n",
 			mode, gx_comm_size(B.c), mode);
 		rc = 2;
 		goto out;
