@@ -1513,7 +1513,7 @@ static void test_rv_wrong_secret(void)
 
 	store_proc_start(&sp, &with);
 	for (int r = 0; r < 3; r++)
-		pids[r] = rv_spawn(sp.addr, r, 3, 0, 1500, r == 2 ? SECRET_B : SECRET_A, &fds[r]);
+		pids[r] = rv_spawn(sp.addr, r, 3, 0, 1000, r == 2 ? SECRET_B : SECRET_A, &fds[r]);
 	for (int r = 0; r < 3; r++)
 		rv_collect(pids[r], fds[r], r, &res[r]);
 	fprintf(stderr, "\n    rank 2 says: %s\n    rank 0 says: %s\n", res[2].msg, res[0].msg);
