@@ -29,7 +29,8 @@ struct gx_option {
 	size_t offset;            /* of the field in the owner's settings struct */
 	const char *def;          /* default, parsed like any value */
 	const char *doc;
-	const char *choices;      /* GX_OPT_ENUM: comma-separated names */
+	const char *choices;      /* GX_OPT_ENUM: comma-separated names; numbers: a word that stands for 0
+				   * ("auto": the owner decides), or NULL */
 	/* More than the type can say (may be NULL): GX_OK, or an error whose message names `origin`.
 	 * Run on every value set, whichever way it comes (flag, variable, program). */
 	gx_status_t (*check)(const char *value, const char *origin);

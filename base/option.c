@@ -44,6 +44,10 @@ gx_status_t gx_option_set(const struct gx_option *o, void *settings, const char 
 	case GX_OPT_U16:
 	case GX_OPT_U32:
 	case GX_OPT_U64:
+		if (o->choices && !strcmp(v, o->choices)) {   /* the entry's word for 0, e.g. "auto" */
+			memset(p, 0, o->type == GX_OPT_U16 ? 2 : o->type == GX_OPT_U32 ? 4 : 8);
+			return GX_OK;
+		}
 		if (!*v || *v == '-')
 			break;
 		u = strtoull(v, &end, 0);

@@ -122,7 +122,7 @@ static gx_status_t check_readable(const char *v, const char *origin)
 
 static const struct gx_option net_opts[] = {
 	{ "transport", GX_OPT_STR, OFF(backend), "udp", "transport backend (see the list below)", NULL, check_backend },
-	{ "mtu", GX_OPT_U32, OFF(mtu), "1500", "link MTU in bytes, 576..65535 (9000 for jumbo frames)", NULL, check_mtu },
+	{ "mtu", GX_OPT_U32, OFF(mtu), "auto", "link MTU in bytes, 576..65535, or auto: udp the bound interface's (at most 65535), dpdk and loop 1500", "auto", check_mtu },
 	{ "window", GX_OPT_U32, OFF(window), "256", "packets in flight per peer, 64..32768 (rounded up to a power of two)", NULL, check_window },
 	{ "peer-timeout-ms", GX_OPT_U32, OFF(peer_timeout_ms), "10000", "a peer silent this long (ms, 10..86400000) is reported dead", NULL, check_peer_timeout },
 	{ "stall-timeout-ms", GX_OPT_U32, OFF(stall_timeout_ms), "120000", "a collective that receives nothing this long while its peers are alive fails, naming the rank it waits for (0: never)", NULL, NULL },

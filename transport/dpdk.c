@@ -619,8 +619,9 @@ static gx_status_t dp_create(const struct gx_transport_opts *o, struct gx_backen
 	/* Options that size the mempool are checked before the EAL starts (it cannot be undone). */
 	if (o->window > 32768)
 		return gx_error(GX_ERR_INVAL, "dpdk: window %u too large (at most 32768 packets)", o->window);
-	if (o->mtu < 576 || o->mtu > 9600)
-		return gx_error(GX_ERR_INVAL, "dpdk: MTU %u is out of range (576..9600)", o->mtu);
+	uint32_t mtu = o->mtu ? o->mtu : 1500;   /* auto: Ethernet's */
+	if (mtu < 576 || mtu > 9600)
+		return gx_error(GX_ERR_INVAL, "dpdk: MTU %u is out of range (576..9600)", mtu);
 	uint32_t ip = 0;
 	if (*set.ip && (st = parse_ipv4(set.ip, &ip)) < 0)
 		return st;
@@ -657,7 +658,7 @@ static gx_status_t dp_create(const struct gx_transport_opts *o, struct gx_backen
 	bool memif = !strcmp(d->driver, "net_memif");
 
 	/* Addresses. */
-	d->mtu = o->mtu;                   /* the net filled it from the settings table */
+	d->mtu = mtu;
 	d->max_msg = d->mtu - (uint32_t)(sizeof(struct rte_ipv4_hdr) + sizeof(struct rte_udp_hdr));
 	if (d->max_msg > UINT16_MAX - sizeof(struct gx_hdr))
 		d->max_msg = UINT16_MAX - sizeof(struct gx_hdr);

@@ -42,7 +42,8 @@ struct gx_transport_opts {
 	const char *backend;      /* "udp" (default), "dpdk", "loop" */
 	uint32_t rank, nranks;
 	uint32_t job_id;
-	uint32_t mtu;             /* link MTU in bytes; payload = mtu - headers */
+	uint32_t mtu;             /* link MTU in bytes; payload = mtu - headers; 0 ("auto"): the backend's
+				   * choice (udp: the bound interface's MTU) */
 	uint32_t window;          /* packets in flight per peer */
 	uint32_t peer_timeout_ms; /* no progress for this long -> GX_ERR_PEER naming the peer */
 	uint32_t stall_timeout_ms;/* a collective that receives nothing for this long while its peers

@@ -151,8 +151,9 @@ static gx_status_t loop_create(const struct gx_transport_opts *o, struct gx_back
 	if (!o->nranks || o->nranks > GX_MAX_RANKS || o->rank >= o->nranks)
 		return gx_error(GX_ERR_INVAL, "loop: rank %u of %u ranks is impossible (1..%u ranks)",
 				o->rank, o->nranks, GX_MAX_RANKS);
-	if (o->mtu < LOOP_L3L4 + sizeof(struct gx_hdr) + 8 || o->mtu > 65535)
-		return gx_error(GX_ERR_INVAL, "loop: mtu %u out of range (%zu..65535)", o->mtu,
+	uint32_t mtu = o->mtu ? o->mtu : 1500;
+	if (mtu < LOOP_L3L4 + sizeof(struct gx_hdr) + 8 || mtu > 65535)
+		return gx_error(GX_ERR_INVAL, "loop: mtu %u out of range (%zu..65535)", mtu,
 				LOOP_L3L4 + sizeof(struct gx_hdr) + 8);
 	if (set.queue < 16 || set.queue > (1u << 20))
 		return gx_error(GX_ERR_INVAL, "loop: --loop-queue %u out of range (16..1048576)", set.queue);
@@ -162,7 +163,7 @@ static gx_status_t loop_create(const struct gx_transport_opts *o, struct gx_back
 	l->b.ops = &gx_loop_ops;
 	l->b.rank = o->rank;
 	l->b.nranks = o->nranks;
-	l->max_msg = o->mtu - LOOP_L3L4;
+	l->max_msg = mtu - LOOP_L3L4;
 	l->rx.size = 16;
 	while (l->rx.size < set.queue)
 		l->rx.size <<= 1;

@@ -166,6 +166,20 @@ gx_status_t gx_net_connect(struct gx_net *n, uint32_t peer, const void *blob, si
 	p = &n->peer[peer];
 	if ((st = n->ops->connect(n->be, peer, blob, len)) < 0)
 		return st;
+	/* A backend may lower its datagram size to the peer's (udp --mtu auto on hosts whose MTUs
+	 * differ): fine until a send ring is laid out in the larger size. */
+	uint32_t mm = n->ops->max_msg(n->be);
+	if (mm < n->max_msg) {
+		for (uint32_t i = 0; i < n->nranks; i++)
+			if (n->peer[i].buf)
+				return gx_error(GX_ERR_INVAL, "net: rank %u sends datagrams of at most %u bytes, this "
+						"rank already sends %u: give every rank the same --mtu", peer, mm,
+						n->max_msg);
+		n->max_msg = mm;
+		uint32_t words = (n->max_msg - (uint32_t)sizeof(struct gx_hdr) - n->trailer) / 8;
+		if (words < n->max_sack_words)
+			n->max_sack_words = words;      /* an ACK must fit the smaller datagram too */
+	}
 	if (p->connected)
 		return GX_OK;
 	/* The receive bitmap now; the send ring (window x max_msg bytes) on the first send to this

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "gx_backend.h"
@@ -30,13 +31,15 @@
 #define UDP_BURST 64
 #define UDP_RX_BUFS (2 * UDP_BURST)
 #define UDP_L3L4 28                     /* IPv4 (20) + UDP (8) */
-#define UDP_RCVBUF (16 << 20)
-#define UDP_SNDBUF (8 << 20)
+#define UDP_BUF_MIN (4ull << 20)        /* socket buffers: from the window, within these */
+#define UDP_BUF_MAX (256ull << 20)
 #define UDP_BLOB_TAG 0x55               /* 'U' */
 #define UDP_GSO_BYTES 65507             /* most a GSO message carries (one IPv4 datagram's worth) */
 #define UDP_GSO_SEGS 64                 /* most datagrams per GSO message (the kernel's limit) */
 #define UDP_GRO_BUF 65536               /* a GRO receive buffer holds a whole coalesced message */
 #define UDP_RX_SEGS (UDP_BURST * UDP_GSO_SEGS)
+/* --mtu auto: the bound interface's MTU, at most this (loopback's 65536 is a datagram's limit) */
+#define UDP_AUTO_MTU_MAX 65535u
 
 extern const struct gx_backend_ops gx_udp_ops;
 
@@ -45,6 +48,8 @@ struct udp_blob {                       /* what the rendezvous carries; network 
 	uint8_t pad;
 	uint16_t port;
 	uint32_t ip;
+	uint16_t max_msg;               /* its datagram size: every rank uses the smallest */
+	uint16_t pad2;
 };
 
 struct rx_buf {                         /* one receive buffer; GRO: several datagrams share it */
@@ -83,6 +88,8 @@ static struct udp_backend *to_udp(struct gx_backend *b)
 {
 	return (struct udp_backend *)b;
 }
+
+static gx_status_t bound_ifname(struct udp_backend *u, char *name, size_t len);
 
 /* First IPv4 address of an interface that is up and not loopback. */
 static int first_global_ipv4(struct in_addr *out)
@@ -144,7 +151,7 @@ static gx_status_t udp_create(const struct gx_transport_opts *o, struct gx_backe
 {
 	struct udp_backend *u;
 	struct udp_settings set;
-	uint32_t mtu = o->mtu;
+	uint32_t mtu = o->mtu ? o->mtu : 1500;  /* auto: the interface's, once bound */
 	socklen_t sl;
 	gx_status_t st;
 
@@ -192,8 +199,6 @@ static gx_status_t udp_create(const struct gx_transport_opts *o, struct gx_backe
 		st = gx_error(GX_ERR_IO, "udp: socket: %s", strerror(errno));
 		goto fail;
 	}
-	set_buffer(u->fd, SO_RCVBUFFORCE, SO_RCVBUF, UDP_RCVBUF);
-	set_buffer(u->fd, SO_SNDBUFFORCE, SO_SNDBUF, UDP_SNDBUF);
 	/* Offloads: the kernel takes the options only if it has them; GX_UDP_OFFLOAD=0 turns them off. */
 	const char *off = getenv("GX_UDP_OFFLOAD");
 	int one = 1, zero_seg = 0;
@@ -201,6 +206,35 @@ static gx_status_t udp_create(const struct gx_transport_opts *o, struct gx_backe
 		u->gso = setsockopt(u->fd, SOL_UDP, UDP_SEGMENT, &zero_seg, sizeof(zero_seg)) == 0;
 		u->gro = setsockopt(u->fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0;
 	}
+	if (bind(u->fd, (struct sockaddr *)&u->self, sizeof(u->self)) < 0) {
+		char a[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &u->self.sin_addr, a, sizeof(a));
+		st = gx_error(GX_ERR_IO, "udp: cannot bind %s:%u: %s (%s)", a, set.port, strerror(errno),
+			 errno == EADDRINUSE ? "choose another --udp-port, or 0 for an ephemeral one"
+					     : "is --udp-ip an address of this host?");
+		goto fail;
+	}
+	sl = sizeof(u->self);
+	getsockname(u->fd, (struct sockaddr *)&u->self, &sl);
+	if (!o->mtu) {
+		struct ifreq ifr;
+		memset(&ifr, 0, sizeof(ifr));
+		if (bound_ifname(u, ifr.ifr_name, sizeof(ifr.ifr_name)) == GX_OK &&
+		    ioctl(u->fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0) {
+			mtu = (uint32_t)ifr.ifr_mtu < UDP_AUTO_MTU_MAX ? (uint32_t)ifr.ifr_mtu : UDP_AUTO_MTU_MAX;
+			if (mtu < UDP_L3L4 + sizeof(struct gx_hdr) + 8)
+				mtu = 1500;
+			u->max_msg = mtu - UDP_L3L4 < 65507 ? mtu - UDP_L3L4 : 65507;
+		}
+	}
+	/* Socket buffers from the window: a full window of each peer may arrive at once, and the
+	 * kernel charges a datagram's whole buffer (about twice its bytes), GRO or not. */
+	uint64_t win = (uint64_t)(o->window ? o->window : 256) * u->max_msg;
+	uint64_t rcv = 4 * win * (o->nranks > 2 ? 2 : 1), snd = 2 * win;
+	rcv = rcv < UDP_BUF_MIN ? UDP_BUF_MIN : rcv > UDP_BUF_MAX ? UDP_BUF_MAX : rcv;
+	snd = snd < UDP_BUF_MIN ? UDP_BUF_MIN : snd > UDP_BUF_MAX ? UDP_BUF_MAX : snd;
+	set_buffer(u->fd, SO_RCVBUFFORCE, SO_RCVBUF, (int)rcv);
+	set_buffer(u->fd, SO_SNDBUFFORCE, SO_SNDBUF, (int)snd);
 	u->rx_buf_len = u->gro ? UDP_GRO_BUF : u->max_msg;
 	u->rx_mem = malloc((size_t)UDP_RX_BUFS * u->rx_buf_len);
 	if (!u->rx_mem) {
@@ -212,16 +246,6 @@ static gx_status_t udp_create(const struct gx_transport_opts *o, struct gx_backe
 		u->free_idx[i] = i;
 	}
 	u->nfree = UDP_RX_BUFS;
-	if (bind(u->fd, (struct sockaddr *)&u->self, sizeof(u->self)) < 0) {
-		char a[INET_ADDRSTRLEN];
-		inet_ntop(AF_INET, &u->self.sin_addr, a, sizeof(a));
-		st = gx_error(GX_ERR_IO, "udp: cannot bind %s:%u: %s (%s)", a, set.port, strerror(errno),
-			 errno == EADDRINUSE ? "choose another --udp-port, or 0 for an ephemeral one"
-					     : "is --udp-ip an address of this host?");
-		goto fail;
-	}
-	sl = sizeof(u->self);
-	getsockname(u->fd, (struct sockaddr *)&u->self, &sl);
 	*out = &u->b;
 	return GX_OK;
 fail:
@@ -232,11 +256,15 @@ fail:
 /* The interface that owns the bound address (the engine is pinned near its device). */
 static gx_status_t udp_device(struct gx_backend *b, char *name, size_t len, int *is_pci)
 {
-	struct udp_backend *u = to_udp(b);
+	*is_pci = 0;
+	return bound_ifname(to_udp(b), name, len);
+}
+
+static gx_status_t bound_ifname(struct udp_backend *u, char *name, size_t len)
+{
 	struct ifaddrs *ifs, *i;
 	gx_status_t st = gx_error(GX_ERR_NODEV, "udp: no interface owns the bound address");
 
-	*is_pci = 0;
 	if (getifaddrs(&ifs) < 0)
 		return gx_error(GX_ERR_IO, "udp: getifaddrs: %s", strerror(errno));
 	for (i = ifs; i; i = i->ifa_next)
@@ -253,7 +281,8 @@ static gx_status_t udp_device(struct gx_backend *b, char *name, size_t len, int 
 static gx_status_t udp_local_addr(struct gx_backend *b, void *blob, size_t *len)
 {
 	struct udp_backend *u = to_udp(b);
-	struct udp_blob a = { .tag = UDP_BLOB_TAG, .port = u->self.sin_port, .ip = u->self.sin_addr.s_addr };
+	struct udp_blob a = { .tag = UDP_BLOB_TAG, .port = u->self.sin_port, .ip = u->self.sin_addr.s_addr,
+			      .max_msg = htons((uint16_t)u->max_msg) };
 
 	if (*len < sizeof(a))
 		return gx_error(GX_ERR_NOSPC, "udp: address blob needs %zu bytes", sizeof(a));
@@ -273,6 +302,11 @@ static gx_status_t udp_connect(struct gx_backend *b, uint32_t peer, const void *
 		return gx_error(GX_ERR_INVAL, "udp: address of rank %u is not a udp address (%zu bytes): "
 				"do all ranks use --transport=udp?", peer, len);
 	memcpy(&a, blob, sizeof(a));
+	uint32_t theirs = ntohs(a.max_msg);
+	if (theirs < UDP_L3L4 + sizeof(struct gx_hdr) + 8)
+		return gx_error(GX_ERR_INVAL, "udp: rank %u announces datagrams of %u bytes: too small", peer, theirs);
+	if (theirs < u->max_msg)
+		u->max_msg = theirs;            /* a smaller MTU on its side: every rank uses the smallest */
 	u->peer_addr[peer].sin_family = AF_INET;
 	u->peer_addr[peer].sin_port = a.port;
 	u->peer_addr[peer].sin_addr.s_addr = a.ip;
