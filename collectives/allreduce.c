@@ -536,7 +536,8 @@ gx_status_t ar_float(struct gx_coll *s, float *buf, size_t count, enum gx_redop 
 	r.ops = &ar_f32_ops;
 	if (algo == GX_ALLREDUCE_AUTO)
 		algo = gx_allreduce_choose(count * 4, r.n, NULL);
-	struct coll_fp fp = { .count = count, .kind = COLL_ALLREDUCE, .op = (uint8_t)op, .algo = (uint8_t)algo };
+	struct coll_fp fp = { .count = count, .config = maxp, .kind = COLL_ALLREDUCE, .op = (uint8_t)op,
+			      .algo = (uint8_t)algo };
 	r.coll_id = coll_begin(s, &fp, NULL);
 	if (r.n == 1 || count == 0)
 		return GX_OK;

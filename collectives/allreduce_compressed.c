@@ -179,7 +179,7 @@ static gx_status_t handle_new(struct gx_comm *comm, struct gx_coll *s, struct gx
 	else
 		gx_compressed_opts_default(&h->o);
 	snprintf(h->spec, sizeof(h->spec), "%s", spec);
-	h->config = coll_config_hash(spec, h->o.seed, h->o.error_feedback);
+	h->config = coll_config_hash(spec, h->o.seed, h->o.error_feedback) ^ h->payload;
 	gx_status_t st = create(h, spec);
 	if (st < 0) {
 		gx_allreduce_compressed_destroy(h);

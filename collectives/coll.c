@@ -146,8 +146,8 @@ static void describe(char *out, size_t len, const struct coll_fp *fp, const char
 
 	switch (fp->kind) {
 	case COLL_ALLREDUCE:
-		snprintf(out, len, "allreduce of %llu float32 (%s, %s)", (unsigned long long)fp->count, op,
-			 fp->algo < 3 ? algos[fp->algo] : "?");
+		snprintf(out, len, "allreduce of %llu float32 (%s, %s) in %u-byte packets", (unsigned long long)fp->count,
+			 op, fp->algo < 3 ? algos[fp->algo] : "?", fp->config);
 		break;
 	case COLL_COMPRESSED:
 		snprintf(out, len, "compressed allreduce of %llu float32 (%s, codec '%s', %s, settings %08x)",

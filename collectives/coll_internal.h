@@ -27,7 +27,8 @@
 enum coll_kind { COLL_ALLREDUCE = 1, COLL_COMPRESSED = 2, COLL_THC_CODES = 3 };
 struct coll_fp {
 	uint64_t count;           /* elements */
-	uint32_t config;          /* hash of what else must agree (codec spec, seed, error feedback) */
+	uint32_t config;          /* what else must agree: the packet payload (plain), or a hash of it with
+				   * the codec spec, seed and error feedback (compressed) */
 	uint8_t kind;             /* enum coll_kind */
 	uint8_t dtype;            /* 0: float32 */
 	uint8_t op;               /* enum gx_redop */

@@ -23,6 +23,7 @@ struct world {
 };
 
 static uint32_t job_seq = 500;
+static uint32_t mtu_of[MAXR];        /* per-rank MTU for the next world (0: default) */
 
 /* n loop ranks; per-rank peer timeouts (0: default) and one stall timeout. */
 static gx_status_t world_create(struct world *w, uint32_t n, const uint32_t *peer_timeout_ms,
@@ -43,6 +44,7 @@ static gx_status_t world_create(struct world *w, uint32_t n, const uint32_t *pee
 		o.job_id = job_seq;
 		o.peer_timeout_ms = peer_timeout_ms ? peer_timeout_ms[r] : 0;
 		o.stall_timeout_ms = stall_timeout_ms;
+		o.mtu = mtu_of[r];
 		if ((st = gx_net_create(&o, &w->net[r])) < 0)
 			return st;
 		len[r] = GX_ADDR_MAX;
@@ -211,6 +213,17 @@ static void test_codec(void)
 	mismatch_case(3, y, path);
 }
 
+/* Ranks whose packets differ in size (--mtu differs) cut the vector differently: named too. */
+static void test_packet_size(void)
+{
+	static const char *const mtu[] = { "in 1424-byte packets", "in 8924-byte packets", NULL };
+	struct rank_run x[MAXR] = { { .count = 100000, .iters = 1 }, { .count = 100000, .iters = 1 } };
+	mtu_of[0] = 1500;
+	mtu_of[1] = 9000;
+	mismatch_case(2, x, mtu);
+	mtu_of[0] = mtu_of[1] = 0;
+}
+
 /* Rank 0 runs 3 allreduces and leaves; rank 1 runs 4: its 4th fails at once naming rank 0. */
 static void test_iterations(void)
 {
@@ -266,6 +279,7 @@ int main(void)
 		{ "different sizes on 2 and 3 ranks: every rank fails at once naming both calls", test_size },
 		{ "different operations and algorithms", test_op_algo },
 		{ "different codecs (same path and across paths)", test_codec },
+		{ "different packet sizes (MTUs)", test_packet_size },
 		{ "different iteration counts: the rank left is named", test_iterations },
 		{ "a stalled collective names the live rank it waits for", test_stall },
 		{ "every survivor names the dead rank, also from a relayed ABORT", test_dead_relay },
