@@ -81,7 +81,7 @@ gx_status_t gx_bootstrap_resolve(const struct gx_comm_opts *o, struct gx_boot *b
 	if (b->rank < 0 || b->size < 0)
 		return gx_error(GX_ERR_INVAL,
 				"cannot tell this process's %s: pass --rank R --size N, set GX_RANK and "
-				"GX_SIZE (scripts/gx-run does), or start it with srun (SLURM_PROCID/"
+				"GX_SIZE (gx-run does), or start it with srun (SLURM_PROCID/"
 				"SLURM_NTASKS) or mpirun (OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/PMI_SIZE)",
 				b->rank < 0 && b->size < 0 ? "rank and world size" :
 				b->rank < 0 ? "rank" : "world size");
