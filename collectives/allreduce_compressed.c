@@ -42,6 +42,8 @@ struct gx_allreduce_handle {
 	size_t send_total;
 	size_t *send_off, *send_len;      /* per shard */
 	size_t *nblocks;                  /* blocks of each shard's encoding */
+	uint8_t *encoded;                 /* per shard, this call */
+	uint32_t *from;                   /* per rank, step 0 blocks received this call */
 	unsigned char *recv;              /* (source, block) slots of `payload` bytes for the owned shard */
 	uint32_t *recv_len;
 	uint64_t *recv_bits;
@@ -85,6 +87,8 @@ void gx_allreduce_compressed_destroy(struct gx_allreduce_handle *h)
 	free(h->send_off);
 	free(h->send_len);
 	free(h->nblocks);
+	free(h->encoded);
+	free(h->from);
 	free(h->recv);
 	free(h->recv_len);
 	free(h->recv_bits);
@@ -128,8 +132,10 @@ static gx_status_t create(struct gx_allreduce_handle *h, const char *spec)
 	h->send_off = calloc(n, sizeof(size_t));
 	h->send_len = calloc(n, sizeof(size_t));
 	h->nblocks = calloc(n, sizeof(size_t));
+	h->encoded = calloc(n, 1);
+	h->from = calloc(n, sizeof(uint32_t));
 	h->wres = malloc(sizeof(float) * (h->count ? h->count : 1));
-	if (!h->wef || !h->send_off || !h->send_len || !h->nblocks || !h->wres)
+	if (!h->wef || !h->send_off || !h->send_len || !h->nblocks || !h->wres || !h->encoded || !h->from)
 		return gx_error(GX_ERR_NOMEM, "compressed allreduce: out of memory");
 	size_t total = 0;
 	for (uint32_t j = 0; j < n; j++) {
@@ -241,6 +247,9 @@ struct sh_run {
 	uint32_t coll_id;
 	uint32_t got0, want0;             /* step 0 blocks received for the owned shard */
 	uint32_t got1, want1;             /* step 1 blocks received from the other owners */
+	uint8_t *encoded;                 /* per shard: encoded in this call (h->encoded) */
+	uint32_t *from;                   /* per rank: step 0 blocks received from it (h->from) */
+	uint32_t applied;                 /* contributions added to the owned shard, in rank order */
 	gx_status_t err;
 };
 
@@ -292,6 +301,7 @@ static gx_status_t sh_deliver(void *arg, uint32_t peer, const struct gx_desc *h_
 		h->recv_len[slot] = len;
 		h->recv_bits[slot / 64] |= 1ull << (slot % 64);
 		R->got0++;
+		R->from[peer]++;
 		return GX_OK;
 	}
 	if (h_->step == 1) {
@@ -313,9 +323,68 @@ bad:
 	return GX_OK;
 }
 
+/* Encode shard j of buf (worker side, with its error feedback) into its place in h->send, once per
+ * call: lazily, just before it is first needed, so encoding runs while earlier shards are on the
+ * wire. */
+static gx_status_t encode_shard(struct gx_allreduce_handle *h, struct sh_run *R, uint32_t j)
+{
+	struct gx_codec_ctx wctx = { h->o.seed, 2 * h->step, h->rank };
+	size_t off, cnt, len;
+	gx_status_t st;
+
+	if (R->encoded[j])
+		return GX_OK;
+	ar_shard(h->count, h->n, j, &off, &cnt);
+	size_t cap = (j + 1 < h->n ? h->send_off[j + 1] : h->send_total) - h->send_off[j];
+	if (h->wef[j])
+		st = gx_ef_encode(h->wef[j], &wctx, R->buf + off, off, h->payload, h->send + h->send_off[j], cap,
+				  &len, NULL);
+	else
+		st = gx_codec_encode(h->codec, &wctx, R->buf + off, cnt, off, h->payload, h->send + h->send_off[j],
+				     cap, &len);
+	if (st < 0)
+		return st;
+	h->send_len[j] = len;
+	R->encoded[j] = 1;
+	return GX_OK;
+}
+
+/* Owner: add the contributions to the owned shard in rank order (the order fixes the float sums, so
+ * every run gives the same bits), each as soon as it and every earlier one are complete: decoding
+ * runs while later contributions are still arriving.  The first one is decoded, the rest added. */
+static gx_status_t apply_ready(struct gx_allreduce_handle *h, struct sh_run *R)
+{
+	size_t mine = h->nblocks[h->rank];
+	gx_status_t st = GX_OK;
+
+	while (R->applied < h->n) {
+		uint32_t i = R->applied;
+		if (i == h->rank) {
+			if (!R->encoded[i])
+				return GX_OK;
+			st = gx_codec_decode_all(h->codec, h->send + h->send_off[i], h->send_len[i], R->buf, h->count, i > 0);
+		} else {
+			if (R->from[i] < mine)
+				return GX_OK;
+			for (size_t b = 0; b < mine && st >= 0; b++) {
+				size_t slot = (size_t)i * mine + b;
+				const unsigned char *blk = h->recv + slot * h->payload;
+				st = i == 0 ? gx_codec_decode(h->codec, blk, h->recv_len[slot], R->buf, h->count, NULL)
+					    : gx_codec_decacc(h->codec, blk, h->recv_len[slot], R->buf, h->count, NULL);
+			}
+		}
+		if (st < 0)
+			return gx_error(st, "compressed allreduce: shard of rank %u does not decode: %s", i, gx_last_error());
+		R->applied++;
+	}
+	return GX_OK;
+}
+
 /* One phase of the sharded exchange: send every other rank j, starting with the right neighbour so
- * that owners are not all hit at once, what this phase owes it (phase 0: the encoding of shard j;
- * phase 1: this owner's encoding), while receiving until *got reaches want. */
+ * that owners are not all hit at once, what this phase owes it (phase 0: the encoding of shard j,
+ * made just before; phase 1: this owner's encoding), while receiving until *got reaches want.
+ * Phase 0 also encodes this rank's own shard after the first one sent, and adds contributions to
+ * the owned shard as they complete. */
 static gx_status_t exchange_phase(struct gx_allreduce_handle *h, struct sh_run *R, uint16_t step,
 				  const uint32_t *got, uint32_t want, struct coll_wait *w)
 {
@@ -323,10 +392,12 @@ static gx_status_t exchange_phase(struct gx_allreduce_handle *h, struct sh_run *
 	size_t cursor = 0;
 	gx_status_t st;
 
-	while (dst < n || *got < want) {
+	while (dst < n || *got < want || (step == 0 && R->applied < n)) {
 		int progressed = 0, blocked = 0;
 		while (dst < n && !blocked) {
 			uint32_t j = (me + dst) % n, k0 = k;
+			if (step == 0 && (st = encode_shard(h, R, j)) < 0)
+				return st;
 			const unsigned char *enc = step == 0 ? h->send + h->send_off[j] : h->srv;
 			size_t len = step == 0 ? h->send_len[j] : h->srv_len;
 			if ((st = send_blocks(h, R, j, step, enc, len, &cursor, &k, &blocked)) < 0)
@@ -337,8 +408,19 @@ static gx_status_t exchange_phase(struct gx_allreduce_handle *h, struct sh_run *
 				cursor = 0;
 				k = 0;
 			}
+			if (step == 0 && (blocked || dst == 2 || dst >= n) && !R->encoded[me]) {
+				if ((st = encode_shard(h, R, me)) < 0)   /* while the first shard is on the wire */
+					return st;
+				progressed = 1;
+			}
 		}
-		if (dst >= n && *got >= want)
+		if (step == 0) {
+			uint32_t before = R->applied;
+			if ((st = apply_ready(h, R)) < 0)
+				return st;
+			progressed |= R->applied != before;
+		}
+		if (dst >= n && *got >= want && (step != 0 || R->applied >= n))
 			break;
 		int n_got = coll_poll(h->s, R->coll_id, sh_deliver, R);
 		if (n_got < 0)
@@ -353,26 +435,14 @@ static gx_status_t run_sharded(struct gx_allreduce_handle *h, float *buf, enum g
 {
 	struct gx_coll *s = h->s;
 	uint32_t n = h->n, me = h->rank;
-	struct gx_codec_ctx wctx = { h->o.seed, 2 * h->step, me };
 	struct gx_codec_ctx sctx = { h->o.seed, 2 * h->step + 1, me };
-	struct sh_run R = { .h = h, .buf = buf };
-	size_t off, cnt, len;
+	struct sh_run R = { .h = h, .buf = buf, .encoded = h->encoded, .from = h->from };
+	size_t off, cnt;
 	gx_status_t st;
 
-	/* 1. encode every shard (worker side, with error feedback) before anything of buf changes */
-	for (uint32_t j = 0; j < n; j++) {
-		ar_shard(h->count, n, j, &off, &cnt);
-		size_t cap = (j + 1 < n ? h->send_off[j + 1] : h->send_total) - h->send_off[j];
-		if (h->wef[j])
-			st = gx_ef_encode(h->wef[j], &wctx, buf + off, off, h->payload, h->send + h->send_off[j], cap,
-					  &len, NULL);
-		else
-			st = gx_codec_encode(h->codec, &wctx, buf + off, cnt, off, h->payload,
-					     h->send + h->send_off[j], cap, &len);
-		if (st < 0)
-			return st;
-		h->send_len[j] = len;
-	}
+	/* 1. nothing is encoded yet: each shard is, just before it is sent (exchange_phase) */
+	memset(h->encoded, 0, n);
+	memset(h->from, 0, n * sizeof(*h->from));
 	R.coll_id = coll_begin(s, &(struct coll_fp){ .count = h->count, .config = h->config,
 			.kind = COLL_COMPRESSED, .op = (uint8_t)op, .algo = (uint8_t)h->path }, h->spec);
 	size_t mine = h->nblocks[me];
@@ -383,29 +453,18 @@ static gx_status_t run_sharded(struct gx_allreduce_handle *h, float *buf, enum g
 		if (j != me)
 			R.want1 += (uint32_t)h->nblocks[j];
 
-	/* 2. send shard j to owner j, starting with the right neighbour so owners are not hit at once */
+	/* 2. send shard j to owner j, starting with the right neighbour so owners are not hit at once;
+	 * 3. owner: the contributions, in rank order, as they complete */
 	struct coll_wait w = { 0 };
-	if ((st = exchange_phase(h, &R, 0, &R.got0, R.want0, &w)) < 0)
+	if (n == 1) {
+		if ((st = encode_shard(h, &R, me)) < 0 || (st = apply_ready(h, &R)) < 0)
+			return st;
+	} else if ((st = exchange_phase(h, &R, 0, &R.got0, R.want0, &w)) < 0) {
 		return st;
-
-	/* 3. owner: contributions in rank order, average, server encode with error feedback */
-	ar_shard(h->count, n, me, &off, &cnt);
-	for (uint32_t i = 0; i < n; i++) {
-		if (i == me) {
-			st = gx_codec_decode_all(h->codec, h->send + h->send_off[me], h->send_len[me], buf, h->count, i > 0);
-		} else {
-			st = GX_OK;
-			for (size_t b = 0; b < mine && st >= 0; b++) {
-				size_t slot = (size_t)i * mine + b;
-				const unsigned char *blk = h->recv + slot * h->payload;
-				st = i == 0 ? gx_codec_decode(h->codec, blk, h->recv_len[slot], buf, h->count, NULL)
-					    : gx_codec_decacc(h->codec, blk, h->recv_len[slot], buf, h->count, NULL);
-			}
-		}
-		if (st < 0)
-			return gx_error(st, "compressed allreduce: shard of rank %u does not decode: %s", i,
-					gx_last_error());
 	}
+
+	/* average, server encode with error feedback */
+	ar_shard(h->count, n, me, &off, &cnt);
 	if (op == GX_OP_AVG)
 		for (size_t e = off; e < off + cnt; e++)
 			buf[e] = buf[e] / (float)n;
