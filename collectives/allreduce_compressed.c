@@ -519,7 +519,39 @@ static gx_status_t blk_copy(struct ar_run *r, unsigned char *dst, const void *p,
 	return GX_OK;
 }
 
-static const struct ar_ops blk_ops = { .pack = blk_pack, .reduce = blk_reduce, .copy = blk_copy };
+/* A block's final sum is known (owned here, or copied in the allgather): decode it into the float
+ * buffer now, while later blocks are still on the wire. */
+struct ring_out {
+	struct gx_codec *codec;
+	float *buf;
+	size_t count;
+	gx_status_t err;
+};
+
+static void blk_decode(struct ar_run *r, const unsigned char *blk)
+{
+	struct ring_out *o = r->ops_arg;
+	gx_status_t st = gx_codec_decode(o->codec, blk, (uint32_t)r->esz, o->buf, o->count, NULL);
+	if (st < 0 && o->err >= 0)
+		o->err = gx_error(st, "compressed allreduce: a summed block does not decode: %s", gx_last_error());
+}
+
+static gx_status_t blk_copy_decode(struct ar_run *r, unsigned char *dst, const void *p, uint32_t len, size_t n)
+{
+	gx_status_t st = blk_copy(r, dst, p, len, n);
+	if (st >= 0)
+		blk_decode(r, dst);
+	return st;
+}
+
+static void blk_owner_done(struct ar_run *r, unsigned char *dst, size_t n)
+{
+	(void)n;
+	blk_decode(r, dst);
+}
+
+static const struct ar_ops blk_ops = { .pack = blk_pack, .reduce = blk_reduce, .copy = blk_copy_decode,
+				       .owner_done = blk_owner_done };
 
 static gx_status_t run_ring(struct gx_allreduce_handle *h, float *buf, enum gx_redop op)
 {
@@ -569,14 +601,20 @@ static gx_status_t run_ring(struct gx_allreduce_handle *h, float *buf, enum gx_r
 	r.codec = (uint8_t)gx_codec_id(h->codec);
 	r.op = GX_OP_SUM;
 	r.ops = &blk_ops;
+	struct ring_out out = { h->codec, buf, h->count, GX_OK };
+	r.ops_arg = &out;
 	r.pipelined = 1;
 	if (h->n > 1) {
+		/* each block is decoded as its sum completes (blk_copy_decode, blk_owner_done) */
 		if ((st = ar_schedule_ring(&r)) < 0 || (st = ar_execute(&r)) < 0)
 			return st;
+		if (out.err < 0)
+			return out.err;
+	} else {
+		for (size_t i = 0; i < h->nb; i++)
+			if ((st = gx_codec_decode(h->codec, h->enc + i * h->payload, h->payload, buf, h->count, NULL)) < 0)
+				return st;
 	}
-	for (size_t i = 0; i < h->nb; i++)
-		if ((st = gx_codec_decode(h->codec, h->enc + i * h->payload, h->payload, buf, h->count, NULL)) < 0)
-			return st;
 	if (op == GX_OP_AVG)
 		for (size_t e = 0; e < h->count; e++)
 			buf[e] = buf[e] / (float)h->n;
