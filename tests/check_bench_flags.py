@@ -84,10 +84,10 @@ def main():
         fail(f'gx-bench --version: exit {rc}: {out!r} {err!r}')
 
     # 3. raw pingpong beyond one packet: an error on both ranks, not an empty run that exits 0
-    res, _ = two(bench, ['pingpong', '--path', 'raw', '-b', '64K', '-n', '10', '-w', '1'])
+    res, _ = two(bench, ['pingpong', '--path', 'raw', '-b', '1M', '-n', '10', '-w', '1'])
     for r, (rc, out, err) in enumerate(res):
         if rc != 2 or '--path raw carries one packet' not in err:
-            fail(f'rank {r}: pingpong --path raw -b 64K: exit {rc}: {err.strip()!r}')
+            fail(f'rank {r}: pingpong --path raw -b 1M: exit {rc}: {err.strip()!r}')
 
     # 4. stream -t bounds the run: 3 sizes (64, 256, 1024 B) of 0.3 s each, well within 15 s, a row each
     res, secs = two(bench, ['stream', '-t', '0.3', '-b', '64', '-e', '1024', '-f', '4'])
