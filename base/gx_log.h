@@ -10,6 +10,10 @@
 
 #include "gx_api.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum gx_log_level { GX_LOG_DEBUG = 0, GX_LOG_INFO = 1, GX_LOG_WARN = 2, GX_LOG_ERROR = 3 };
 
 /* fn(arg, level, subsystem, message): subsystem is a short name such as "dpdk"; message has no
@@ -22,5 +26,9 @@ GX_API void gx_log_set(gx_log_fn fn, void *arg, enum gx_log_level min_level);
 /* Emit a message (library code; printf-style). */
 GX_API void gx_log(enum gx_log_level level, const char *subsystem, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -11,6 +11,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define GX_RNG_SHARED 0xffffffffu
 
 static inline uint64_t gx_splitmix64(uint64_t x)
@@ -135,5 +139,9 @@ static inline void gx_ars_block(const struct gx_ars *a, uint32_t ctr, uint32_t s
 		out[w] = (uint32_t)s[4 * w] | (uint32_t)s[4 * w + 1] << 8 | (uint32_t)s[4 * w + 2] << 16 |
 			 (uint32_t)s[4 * w + 3] << 24;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -12,6 +12,10 @@
 #include "gx_api.h"
 #include "gx_status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Record signal signo (> 0); async-signal-safe. */
 GX_API void gx_interrupt(int signo);
 /* The signal recorded, or 0. */
@@ -22,5 +26,9 @@ GX_API gx_status_t gx_interrupt_status(void);
 /* Install the handler for SIGINT and SIGTERM and make sure neither is ignored or blocked (a rank
  * started with '&' from a script inherits SIGINT ignored).  GX_ERR_IO if sigaction fails. */
 GX_API gx_status_t gx_stop_on_signals(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -11,6 +11,10 @@
 
 #include "gx_api.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef int gx_status_t;
 
 enum {
@@ -45,5 +49,9 @@ GX_API gx_status_t gx_verror(gx_status_t s, const char *fmt, va_list ap);
 
 /* Clear the thread's last error message. */
 GX_API void gx_clear_error(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -4,17 +4,16 @@
 #define GX_TIME_H
 
 #include <stdint.h>
-#include <time.h>
 
 #include "gx_api.h"
 
-static inline uint64_t gx_now_ns(void)
-{
-	struct timespec ts;
+#ifdef __cplusplus
+extern "C" {
+#endif
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+/* CLOCK_MONOTONIC in nanoseconds (a function, not inline: the header then needs no POSIX feature
+ * macros from the program that includes it). */
+GX_API uint64_t gx_now_ns(void);
 
 static inline uint64_t gx_tsc(void)
 {
@@ -31,5 +30,9 @@ GX_API uint64_t gx_tsc_hz(void);
 /* Spin briefly, then sleep: the idle back-off every polling loop uses, so that more polling
  * processes than cores still make progress.  `idle_ns` is how long the caller has been idle. */
 GX_API void gx_idle_backoff(uint64_t idle_ns);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

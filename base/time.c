@@ -5,6 +5,14 @@
 
 #include "gx_time.h"
 
+uint64_t gx_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 uint64_t gx_tsc_hz(void)
 {
 	static _Atomic uint64_t hz;

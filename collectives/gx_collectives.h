@@ -29,6 +29,10 @@
 #include "gx_net.h"
 #include "gx_status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct gx_comm;
 struct gx_coll;
 
@@ -113,5 +117,9 @@ struct gx_coll_counters {
 GX_API void gx_coll_get_counters(const struct gx_coll *s, struct gx_coll_counters *c);
 /* The same for a communicator's collectives (zeros before its first one). */
 GX_API void gx_comm_coll_counters(struct gx_comm *c, struct gx_coll_counters *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

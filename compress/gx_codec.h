@@ -49,6 +49,10 @@
 #include "gx_api.h"
 #include "gx_status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Codec ids: the `codec` byte of a block header and of a packet's struct gx_desc (gx_net.h).
  * 0 is reserved there for raw float32 without a block header; codec blocks never use it. */
 enum gx_codec_id {
@@ -193,5 +197,9 @@ GX_API gx_status_t gx_simd_set(enum gx_simd s);
 GX_API enum gx_simd gx_simd_active(void);
 GX_API int gx_simd_supported(enum gx_simd s);              /* 1 if the CPU (and build) can run it */
 GX_API const char *gx_simd_name(enum gx_simd s);           /* "scalar", "avx2", "avx512", "auto" */
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -20,6 +20,10 @@
 #include "gx_net.h"
 #include "gx_status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum gx_progress {
 	GX_PROGRESS_APP = 0,      /* progress on the application thread (default) */
 	GX_PROGRESS_THREAD = 1,   /* dedicated, pinned polling thread */
@@ -65,5 +69,9 @@ GX_API int gx_comm_core(const struct gx_comm *c);
  * with GX_ERR_PEER naming this rank instead of after the peer timeout.  Call it before
  * gx_comm_destroy when a rank stops on an error. */
 GX_API void gx_comm_abort(struct gx_comm *c);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -11,6 +11,10 @@
 #include "gx_api.h"
 #include "gx_comm.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Consume every recognised --name=value / --name value flag from argv into o (argv is compacted,
  * *argc updated; argv[0] and unknown arguments are kept in order).  Call it after
  * gx_comm_opts_default(), which applies the GX_* environment: flags win.  Returns GX_OK or
@@ -20,5 +24,9 @@ GX_API gx_status_t gx_config_parse(int *argc, char **argv, struct gx_comm_opts *
 
 /* Print every table: flag, environment variable, meaning, default. */
 GX_API void gx_config_help(FILE *f);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

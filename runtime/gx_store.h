@@ -28,6 +28,10 @@
 #include "gx_api.h"
 #include "gx_status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define GX_STORE_KEY_MAX 256u
 #define GX_STORE_VALUE_MAX (64u * 1024u)
 #define GX_STORE_SECRET_MIN_HEX 32u     /* 128 bits */
@@ -138,5 +142,9 @@ GX_API void gx_store_server_destroy(struct gx_store_server *s, uint32_t linger_m
 
 /* Split "host:port" (host may be empty = 127.0.0.1).  GX_ERR_INVAL with a message otherwise. */
 GX_API gx_status_t gx_store_parse_addr(const char *addr, char *host, size_t hostlen, uint16_t *port);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

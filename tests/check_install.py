@@ -9,7 +9,8 @@
 4. examples/allreduce.c builds with exactly those flags (cc -Werror), and with examples/Makefile;
 5. the program, linked to the installed libgx.so (LD_LIBRARY_PATH; checked with ldd), runs as 2 ranks
    over udp on 127.0.0.1 (GX_RANK/GX_SIZE/GX_STORE) and both print the right sum;
-6. the installed gx-bench --version names this version.
+6. the installed gx-bench --version names this version;
+and <gx/gx.h> alone compiles as strict ISO C11 and links from C++ (extern "C").
 Exit 0 when all hold; prints what did not."""
 import argparse
 import json
@@ -121,6 +122,25 @@ def main():
         if rc:
             fail(f'examples/allreduce.c does not build against the installed tree:\n{err}')
             return 1
+        # 4b. <gx/gx.h> alone compiles as strict ISO C11 (no POSIX feature macros) and as C++
+        #     (extern "C": the same symbols link from a C++ program)
+        tu = os.path.join(tmp, 'only_header.c')
+        with open(tu, 'w') as f:
+            f.write('#include <gx/gx.h>\nint main(void) { return gx_status_str(GX_OK)[0] == 0; }\n')
+        cflags = [x for x in flags.split() if x.startswith('-I')]
+        libs = [x for x in flags.split() if not x.startswith('-I')]
+        rc, out, err = run([cc, '-std=c11', '-pedantic', '-Wall', '-Werror', tu, '-o', tu + '.bin'] + cflags + libs)
+        if rc:
+            fail(f'<gx/gx.h> does not compile as strict C11:\n{err}')
+            return 1
+        cxx = os.environ.get('CXX', 'c++')
+        if shutil.which(cxx):
+            tcc = os.path.join(tmp, 'only_header.cc')
+            shutil.copy(tu, tcc)
+            rc, out, err = run([cxx, '-std=c++17', '-Wall', '-Werror', tcc, '-o', tcc + '.bin'] + cflags + libs)
+            if rc:
+                fail(f'<gx/gx.h> does not compile and link as C++:\n{err}')
+                return 1
         ex = os.path.join(tmp, 'examples')
         shutil.copytree(os.path.join(a.src, 'examples'), ex)
         rc, out, err = run(['make', '-C', ex], env=env)

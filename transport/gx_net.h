@@ -19,6 +19,10 @@
 #include "gx_api.h"
 #include "gx_status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define GX_ADDR_MAX 64           /* opaque address blob exchanged through the rendezvous */
 #define GX_MAX_RANKS 4096
 #define GX_SETTINGS_MAX 16       /* backend settings one gx_transport_opts carries */
@@ -223,5 +227,9 @@ GX_API gx_status_t gx_net_device(struct gx_net *n, char *name, size_t len, int *
 struct gx_mr;
 GX_API gx_status_t gx_net_mem_register(struct gx_net *n, void *addr, size_t len, struct gx_mr **out);
 GX_API void gx_net_mem_deregister(struct gx_net *n, struct gx_mr *mr);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
