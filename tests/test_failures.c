@@ -216,7 +216,7 @@ static void test_codec(void)
 /* Ranks whose packets differ in size (--mtu differs) cut the vector differently: named too. */
 static void test_packet_size(void)
 {
-	static const char *const mtu[] = { "in 1424-byte packets", "in 8924-byte packets", NULL };
+	static const char *const mtu[] = { "in 1424-byte packets", "in 8920-byte packets", NULL };
 	struct rank_run x[MAXR] = { { .count = 100000, .iters = 1 }, { .count = 100000, .iters = 1 } };
 	mtu_of[0] = 1500;
 	mtu_of[1] = 9000;

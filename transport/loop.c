@@ -163,7 +163,7 @@ static gx_status_t loop_create(const struct gx_transport_opts *o, struct gx_back
 	l->b.ops = &gx_loop_ops;
 	l->b.rank = o->rank;
 	l->b.nranks = o->nranks;
-	l->max_msg = mtu - LOOP_L3L4;
+	l->max_msg = (mtu - LOOP_L3L4) & ~7u;   /* as udp: datagrams in multiples of 8 bytes */
 	l->rx.size = 16;
 	while (l->rx.size < set.queue)
 		l->rx.size <<= 1;

@@ -309,7 +309,8 @@ void *gx_net_reserve(struct gx_net *n, uint32_t peer, gx_status_t *st)
 	}
 	if (!p->buf) {
 		p->slot = calloc(n->window, sizeof(*p->slot));
-		p->buf = malloc((size_t)n->window * n->max_msg);
+		n->slot_stride = (n->max_msg + 63u) & ~63u;   /* every header 64-byte aligned */
+		p->buf = aligned_alloc(64, (size_t)n->window * n->slot_stride);
 		if (!p->slot || !p->buf) {
 			free(p->slot);
 			free(p->buf);
@@ -775,12 +776,12 @@ void gx_net_destroy(struct gx_net *n)
 			if (n->peer[n->ack_list[i]].ack_pending)
 				net_send_ack(n, n->ack_list[i], gx_tsc());
 		n->nack = 0;
-		/* Tell the peers how this net ends: after a failure, why (unless gx_net_abort already
-		 * did); after a clean finish whose data all arrived, that this rank left, so a peer still
+		/* Tell the peers how this net ends: after a failure or gx_net_abort, why (once more: on a
+		 * lossy link both earlier copies may be lost); after a clean finish whose data all
+		 * arrived, that this rank left, so a peer still
 		 * waiting for it (it ran more collectives) fails at once instead of after the timeouts. */
-		if (n->sticky < 0) {
-			if (!n->abort_sent)
-				gx_net_abort(n);
+		if (n->sticky < 0 || n->abort_sent) {
+			gx_net_abort(n);        /* again if it was sent: ABORT is not retransmitted */
 		} else if (!n->inflight) {
 			struct gx_abort left = { .reason = GX_ABORT_LEFT, .rank = n->rank, .from = n->rank };
 			for (uint32_t i = 0; i < n->nconn; i++)

@@ -101,6 +101,7 @@ struct gx_net {
 	uint8_t key[crypto_generichash_KEYBYTES];
 	uint32_t ctrl_seq;              /* control packets sent (their psn), against replays */
 	uint32_t window, wmask, max_msg, max_sack_words;
+	uint32_t slot_stride;           /* bytes between send slots: max_msg rounded up to a cache line */
 	uint32_t ctrl_bytes;
 	struct peer *peer;
 	uint32_t *conn;                 /* connected ranks */
@@ -160,7 +161,7 @@ static inline uint32_t tsc_to_us(const struct gx_net *n, uint64_t t)
 
 static inline uint8_t *slot_buf(const struct gx_net *n, const struct peer *p, uint32_t psn)
 {
-	return p->buf + (size_t)(psn & n->wmask) * n->max_msg;
+	return p->buf + (size_t)(psn & n->wmask) * n->slot_stride;
 }
 
 static inline uint64_t rto_of(const struct gx_net *n, const struct peer *p)

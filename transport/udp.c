@@ -36,7 +36,8 @@
 #define UDP_BLOB_TAG 0x55               /* 'U' */
 #define UDP_GSO_BYTES 65507             /* most a GSO message carries (one IPv4 datagram's worth) */
 #define UDP_GSO_SEGS 64                 /* most datagrams per GSO message (the kernel's limit) */
-#define UDP_GRO_BUF 65536               /* a GRO receive buffer holds a whole coalesced message */
+#define UDP_GRO_MSG 65536               /* the most a coalesced message holds */
+#define UDP_GRO_BUF (UDP_GRO_MSG + 8 * UDP_GSO_SEGS)   /* ... plus room to align its datagrams */
 #define UDP_RX_SEGS (UDP_BURST * UDP_GSO_SEGS)
 /* --mtu auto: the bound interface's MTU, at most this (loopback's 65536 is a datagram's limit) */
 #define UDP_AUTO_MTU_MAX 65535u
@@ -171,9 +172,9 @@ static gx_status_t udp_create(const struct gx_transport_opts *o, struct gx_backe
 	u->b.ops = &gx_udp_ops;
 	u->b.rank = o->rank;
 	u->b.nranks = o->nranks;
-	u->max_msg = mtu - UDP_L3L4;
-	if (u->max_msg > 65507)
-		u->max_msg = 65507;
+	/* datagrams in multiples of 8 bytes: the datagrams a GRO buffer holds back to back then all
+	 * start 8-byte aligned, as the header's 64-bit fields want */
+	u->max_msg = (mtu - UDP_L3L4 < 65507 ? mtu - UDP_L3L4 : 65507) & ~7u;
 	u->peer_addr = calloc(o->nranks, sizeof(*u->peer_addr));
 	if (!u->peer_addr) {
 		st = gx_error(GX_ERR_NOMEM, "udp: out of memory for %u peers", o->nranks);
@@ -224,7 +225,7 @@ static gx_status_t udp_create(const struct gx_transport_opts *o, struct gx_backe
 			mtu = (uint32_t)ifr.ifr_mtu < UDP_AUTO_MTU_MAX ? (uint32_t)ifr.ifr_mtu : UDP_AUTO_MTU_MAX;
 			if (mtu < UDP_L3L4 + sizeof(struct gx_hdr) + 8)
 				mtu = 1500;
-			u->max_msg = mtu - UDP_L3L4 < 65507 ? mtu - UDP_L3L4 : 65507;
+			u->max_msg = (mtu - UDP_L3L4 < 65507 ? mtu - UDP_L3L4 : 65507) & ~7u;
 		}
 	}
 	/* Socket buffers from the window: a full window of each peer may arrive at once, and the
@@ -324,8 +325,8 @@ static uint32_t gso_run(const struct udp_backend *u, const struct gx_msg *m, uin
 {
 	uint32_t k = 1, bytes = m[0].len;
 
-	if (!u->gso)
-		return 1;
+	if (!u->gso || (m[0].len & 7))
+		return 1;       /* datagrams of a GSO message start at multiples of the first one's size */
 	while (k < n && k < UDP_GSO_SEGS && m[k].peer == m[0].peer && m[k].len <= m[0].len &&
 	       bytes + m[k].len <= UDP_GSO_BYTES) {
 		bytes += m[k].len;
@@ -436,7 +437,7 @@ static void rx_fill(struct udp_backend *u)
 	for (uint32_t i = 0; i < k; i++) {
 		u->rx_idx[i] = u->free_idx[u->nfree - 1 - i];
 		u->rx_iov[i].iov_base = u->bufs[u->rx_idx[i]].mem;
-		u->rx_iov[i].iov_len = u->rx_buf_len;
+		u->rx_iov[i].iov_len = u->gro ? UDP_GRO_MSG : u->rx_buf_len;
 		memset(&u->rx_hdr[i], 0, sizeof(u->rx_hdr[i]));
 		u->rx_hdr[i].msg_hdr.msg_name = &u->rx_from[i];
 		u->rx_hdr[i].msg_hdr.msg_namelen = sizeof(u->rx_from[i]);
@@ -465,24 +466,31 @@ static void rx_fill(struct udp_backend *u)
 					seg = (uint32_t)v;
 			}
 		u->c.rx_offload_msgs += seg < len;
-		buf->refs = 0;
-		if (seg && len / seg > per) {   /* more datagrams than GRO coalesces: not ours */
+		uint32_t nseg = seg ? (len + seg - 1) / seg : 1, stride = seg;
+		if (nseg > per) {               /* more datagrams than GRO coalesces: not ours */
 			u->c.rx_foreign++;
 			u->free_idx[u->nfree++] = u->rx_idx[i];
 			continue;
 		}
-		for (uint32_t off = 0; off < len || !len; off += seg) {
-			uint32_t l = len - off < seg ? len - off : seg;
+		if (nseg > 1 && (seg & 7)) {
+			/* datagrams of an odd size back to back: move each (last first) to an 8-byte
+			 * boundary, so every header is aligned; the buffer has the room */
+			stride = (seg + 7) & ~7u;
+			for (uint32_t k = nseg; k-- > 1;)
+				memmove(buf->mem + (size_t)k * stride, buf->mem + (size_t)k * seg,
+					k == nseg - 1 ? len - k * seg : seg);
+		}
+		buf->refs = 0;
+		for (uint32_t k = 0; k < nseg; k++) {
+			uint32_t l = k == nseg - 1 ? len - k * seg : seg;
 			struct gx_msg *x = &u->pend[(u->pend_head + u->pend_len++) % UDP_RX_SEGS];
-			x->data = buf->mem + off;
+			x->data = buf->mem + (size_t)k * stride;
 			x->priv = buf;
 			x->len = l;
 			x->peer = lookup_peer(u, &u->rx_from[i], x->data, l);
 			buf->refs++;
 			u->c.rx_bytes += l;
 			u->c.rx_pkts++;
-			if (!len)
-				break;          /* an empty datagram: one message of 0 bytes */
 		}
 	}
 }
