@@ -18,7 +18,10 @@
 // until --warm-ms passed on every rank.
 // --busy-poll 1 puts every pair in Gloo's synchronous mode with busy polling (the calling thread reads
 // the socket itself instead of waiting for the device's event-loop thread); the entry point does not
-// support that mode, so with it only the algorithm classes run.
+// support that mode, so with it only the algorithm classes run.  In that mode a rank writes to the socket
+// from the calling thread and nobody reads meanwhile: two ranks sending each other more than their
+// sockets buffer both block in write until Gloo's timeout ("Write timeout", seen at 64 MiB), so it
+// takes messages up to 1 MiB only.
 #include <getopt.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +54,8 @@ extern "C" {
 namespace {
 
 const char *const prog = "gloo-allreduce-bench";
+// largest message of --busy-poll 1 (see the top of the file)
+const uint64_t busy_poll_max = 1ull << 20;
 
 double now_us()
 {
@@ -250,6 +255,11 @@ int main(int argc, char **argv)
 	if (why) {
 		std::fprintf(stderr, "%s: %s\n", prog, why);
 		usage();
+		return 2;
+	}
+	if (busy_poll && maxb > busy_poll_max) {
+		std::fprintf(stderr, "%s: --busy-poll 1 takes messages up to 1M (-e): larger ones deadlock in Gloo's "
+			     "synchronous mode, both ranks blocked in write\n", prog);
 		return 2;
 	}
 	if (busy_poll) {
